@@ -1,0 +1,1 @@
+"""The `chargeback` command: one click group over consumer, views, export and localkafka."""

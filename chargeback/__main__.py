@@ -1,0 +1,3 @@
+from chargeback.cli import main_entry
+
+main_entry()

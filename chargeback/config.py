@@ -1,0 +1,66 @@
+"""Settings from a TOML config file, turned into click's default map.
+
+Precedence, highest first: command-line flag, CHARGEBACK_* environment variable, config file,
+built-in default. Top-level keys apply to every command that has that option; a table named after
+a command (`[ingest]`, `[export]`, `[kafka.start]` …) applies to that command only.
+"""
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from chargeback.errors import UsageError
+
+DEFAULT_CONFIG = Path("chargeback.toml")
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    """The parsed file; a missing default file is an empty config, a missing named one an error."""
+    if path is None:
+        if not DEFAULT_CONFIG.exists():
+            return {}
+        path = DEFAULT_CONFIG
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"config file {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise UsageError(f"config file {path} cannot be read: {error.strerror}") from None
+
+
+def default_map(group: click.Group, config: dict[str, Any]) -> dict[str, Any]:
+    """click's default_map for `group`, from the config's top-level keys and command tables."""
+    top_level = {_norm(k): v for k, v in config.items() if not isinstance(v, dict)}
+    return _defaults_for(group, top_level, config)
+
+
+def _defaults_for(
+    group: click.Group, inherited: dict[str, Any], tables: dict[str, Any]
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, command in group.commands.items():
+        table = tables.get(name, {})
+        if not isinstance(table, dict):
+            raise UsageError(f"config: [{name}] must be a table")
+        own = {_norm(k): v for k, v in table.items() if not isinstance(v, dict)}
+        if isinstance(command, click.Group):
+            result[name] = _defaults_for(command, {**inherited, **own}, table)
+            continue
+        params = {p.name for p in command.params if p.name}
+        values = {k: v for k, v in {**inherited, **own}.items() if k in params}
+        unknown = set(own) - params
+        if unknown:
+            raise UsageError(
+                f"config: [{name}] has unknown option(s): {', '.join(sorted(unknown))}"
+            )
+        result[name] = values
+    return result
+
+
+def _norm(key: str) -> str:
+    return key.replace("-", "_")
