@@ -1,0 +1,1 @@
+"""The ingestion service: usage events from a Kafka topic into exact daily totals in DuckDB."""

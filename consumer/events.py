@@ -1,0 +1,216 @@
+"""Parsing of usage events (PRODUCT.md §1): strict, a reason for every rejection, never raising.
+
+A record is the unit of acceptance: a JSON array record whose any element is bad is rejected whole,
+so a record is either counted completely or not at all, and its one rejection row explains why.
+"""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import orjson
+
+MAX_BYTES = 2**53
+MAX_ACCOUNT_CHARS = 256
+MAX_NAME_CHARS = 256  # cluster, client_id, topic: same bound as the account, for the same reason
+TYPES = ("produce", "fetch")
+
+# RFC 3339 date-time: full date, 'T' or space, full time, optional fraction, mandatory offset.
+RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})\Z"
+)
+# datetime.fromisoformat takes at most microseconds; longer fractions are cut (not rounded), which
+# keeps an event at 23:59:59.9999999 on its own day.
+_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
+_EPOCH = datetime(1970, 1, 1).date()
+_QUARTER_HOUR_MS = 15 * 60 * 1000  # every IANA offset in use is a multiple of 15 minutes
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One accepted usage report, its day already resolved in the reporting time zone."""
+
+    day: date
+    cluster: str
+    service_account: str
+    client_id: str
+    topic: str
+    produced: int
+    consumed: int
+
+
+class Rejected(Exception):
+    """Why a record was not counted.
+
+    `reason` is the sentence stored in rejected_events; `kind` is a short fixed label for metrics.
+    """
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+class DayResolver:
+    """Maps epoch milliseconds to the calendar day in one IANA zone, cached per quarter hour."""
+
+    def __init__(self, zone: str) -> None:
+        self.zone = ZoneInfo(zone)
+        self._days: dict[int, date] = {}
+
+    def day_of(self, epoch_ms: int) -> date:
+        bucket = epoch_ms // _QUARTER_HOUR_MS
+        day = self._days.get(bucket)
+        if day is None:
+            if len(self._days) > 200_000:  # a bounded cache; a year of quarter hours is 35k
+                self._days.clear()
+            moment = datetime.fromtimestamp(bucket * _QUARTER_HOUR_MS / 1000, self.zone)
+            day = moment.date()
+            self._days[bucket] = day
+        return day
+
+
+def parse_rfc3339_ms(text: str) -> int:
+    """Epoch milliseconds of an RFC 3339 timestamp with offset; raises Rejected otherwise."""
+    if len(text) > 40 or not RFC3339.match(text):
+        raise Rejected("timestamp is not RFC 3339 with an offset", "bad_timestamp")
+    try:
+        moment = datetime.fromisoformat(_LONG_FRACTION.sub(r"\1", text.replace("z", "Z")))
+    except ValueError:
+        raise Rejected("timestamp is not a valid date-time", "bad_timestamp") from None
+    return _to_epoch_ms(moment)
+
+
+def _to_epoch_ms(moment: datetime) -> int:
+    # Integer arithmetic, not .timestamp(): a float would round 23:59:59.999 to the next day.
+    offset = moment.utcoffset() or timedelta(0)
+    naive = moment.replace(tzinfo=None) - offset
+    days = (naive.date() - _EPOCH).days
+    seconds = naive.hour * 3600 + naive.minute * 60 + naive.second
+    return (days * 86_400 + seconds) * 1000 + naive.microsecond // 1000
+
+
+class EventParser:
+    """Turns one record value into events, or raises Rejected with the reason.
+
+    `max_future_ms` bounds how far ahead of the wall clock an event may claim to be.
+    """
+
+    def __init__(
+        self,
+        days: DayResolver,
+        max_future_ms: int,
+        max_record_bytes: int,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.days = days
+        self.max_future_ms = max_future_ms
+        self.max_record_bytes = max_record_bytes
+        self.now_ms = now_ms
+        self._timestamps: dict[str, int] = {}
+
+    def parse(self, value: bytes | None, record_ms: int) -> list[Event]:
+        if value is None:
+            raise Rejected("empty record (no value)", "not_json")
+        if len(value) > self.max_record_bytes:
+            raise Rejected(
+                f"record too large ({len(value)} bytes > {self.max_record_bytes})", "too_large"
+            )
+        try:
+            doc = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise Rejected("not JSON (or not UTF-8)", "not_json") from None
+        horizon = self.now_ms() + self.max_future_ms
+        if isinstance(doc, dict):
+            return [self._event(doc, record_ms, horizon)]
+        if isinstance(doc, list):
+            if not doc:
+                raise Rejected("empty array", "not_object")
+            events = []
+            for index, item in enumerate(doc):
+                if not isinstance(item, dict):
+                    raise Rejected(f"element {index}: not a JSON object", "not_object")
+                try:
+                    events.append(self._event(item, record_ms, horizon))
+                except Rejected as bad:
+                    raise Rejected(f"element {index}: {bad.reason}", bad.kind) from None
+            return events
+        raise Rejected("not a JSON object or array", "not_object")
+
+    def _event(self, doc: dict[str, object], record_ms: int, horizon_ms: int) -> Event:
+        account = doc.get("service_account")
+        if not isinstance(account, str):
+            raise Rejected("service_account missing or not a string", "bad_account")
+        if account.startswith("User:"):
+            account = account[5:]
+        if not account or len(account) > MAX_ACCOUNT_CHARS:
+            raise Rejected("service_account must be 1-256 characters", "bad_account")
+        kind = doc.get("type")
+        if kind not in TYPES:
+            raise Rejected("type must be 'produce' or 'fetch'", "bad_type")
+        size = doc.get("bytes")
+        if type(size) is not int:  # bool is an int subclass, so compare the exact type
+            raise Rejected(_not_an_integer("bytes", size), "bad_bytes")
+        if size < 0:
+            raise Rejected("bytes is negative", "bad_bytes")
+        if size > MAX_BYTES:
+            raise Rejected("bytes exceeds 2^53", "bad_bytes")
+        epoch_ms = self._epoch_ms(doc.get("timestamp"), record_ms)
+        if epoch_ms > horizon_ms:
+            raise Rejected("timestamp too far in the future", "future_timestamp")
+        cluster = _optional_name(doc, "cluster", "default")
+        client_id = _optional_name(doc, "client_id", "")
+        topic = _optional_name(doc, "topic", "")
+        produced, consumed = (size, 0) if kind == "produce" else (0, size)
+        return Event(
+            self.days.day_of(epoch_ms), cluster, account, client_id, topic, produced, consumed
+        )
+
+    def _epoch_ms(self, stamp: object, record_ms: int) -> int:
+        if stamp is None:
+            epoch_ms = record_ms
+        elif type(stamp) is int:
+            epoch_ms = stamp
+        elif isinstance(stamp, str):
+            cached = self._timestamps.get(stamp)
+            if cached is None:
+                cached = parse_rfc3339_ms(stamp)
+                if len(self._timestamps) > 100_000:
+                    self._timestamps.clear()
+                self._timestamps[stamp] = cached
+            epoch_ms = cached
+        else:
+            raise Rejected(
+                "timestamp must be an RFC 3339 string or integer epoch milliseconds",
+                "bad_timestamp",
+            )
+        if epoch_ms < 0:
+            raise Rejected("timestamp before 1970", "bad_timestamp")
+        return epoch_ms
+
+
+def _optional_name(doc: dict[str, object], field: str, default: str) -> str:
+    value = doc.get(field)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise Rejected(f"{field} must be a string", "bad_field")
+    if len(value) > MAX_NAME_CHARS:
+        raise Rejected(f"{field} longer than {MAX_NAME_CHARS} characters", "bad_field")
+    return value
+
+
+def _not_an_integer(field: str, value: object) -> str:
+    if isinstance(value, float):
+        if value < 0:
+            return f"{field} is negative"
+        if value > MAX_BYTES:
+            return f"{field} exceeds 2^53"
+        if not value.is_integer():
+            return f"{field} is fractional"
+        return f"{field} must be a JSON integer (no decimal point or exponent)"
+    if value is None:
+        return f"{field} is missing"
+    return f"{field} must be an integer"

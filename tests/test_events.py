@@ -1,0 +1,250 @@
+"""Event parsing (PRODUCT.md §1): valid events, every rejection reason, and never an exception."""
+
+import json
+from datetime import date
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumer.events import DayResolver, Event, EventParser, Rejected
+
+NOW_MS = 1_780_000_000_000  # 2026-05-28T20:26:40Z, a fixed "now"
+RECORD_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def parser(zone: str = "UTC") -> EventParser:
+    return EventParser(
+        DayResolver(zone), max_future_ms=3_600_000, max_record_bytes=65_536, now_ms=lambda: NOW_MS
+    )
+
+
+def parse(doc: object, zone: str = "UTC") -> list[Event]:
+    return parser(zone).parse(orjson.dumps(doc), RECORD_MS)
+
+
+def reason(value: bytes | None) -> str:
+    with pytest.raises(Rejected) as caught:
+        parser().parse(value, RECORD_MS)
+    return caught.value.reason
+
+
+def test_a_minimal_event_takes_the_documented_defaults() -> None:
+    [event] = parse({"service_account": "sa-1", "type": "produce", "bytes": 10})
+    assert event == Event(date(2026, 1, 1), "default", "sa-1", "", "", 10, 0)
+
+
+def test_fetch_counts_as_consumed_and_user_prefix_is_stripped() -> None:
+    [event] = parse(
+        {
+            "service_account": "User:alice",
+            "type": "fetch",
+            "bytes": 7,
+            "cluster": "c1",
+            "client_id": "app",
+            "topic": "orders",
+            "extra": [1],
+        }
+    )
+    assert event == Event(date(2026, 1, 1), "c1", "alice", "app", "orders", 0, 7)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "zone", "day"),
+    [
+        ("2026-03-01T23:59:59.999Z", "UTC", date(2026, 3, 1)),
+        ("2026-03-02T00:00:00Z", "UTC", date(2026, 3, 2)),
+        # 23:59:59.999 at -05:00 is 04:59:59.999 UTC the next day
+        ("2026-03-01T23:59:59.999-05:00", "UTC", date(2026, 3, 2)),
+        ("2026-03-01T23:59:59.999999999+00:00", "UTC", date(2026, 3, 1)),
+        ("2026-03-01 12:00:00+00:00", "UTC", date(2026, 3, 1)),
+        # 22:30 UTC is 04:00 the next day in Kolkata (+05:30)
+        ("2026-03-01T22:30:00Z", "Asia/Kolkata", date(2026, 3, 2)),
+        ("2026-03-01T18:29:59.999Z", "Asia/Kolkata", date(2026, 3, 1)),
+        # 1772409599999 ms = 2026-03-01T23:59:59.999Z
+        (1_772_409_599_999, "UTC", date(2026, 3, 1)),
+        (1_772_409_600_000, "UTC", date(2026, 3, 2)),
+        # New York in summer is -04:00: 03:59:59.999Z on 2025-07-02 is 23:59:59.999 on 07-01
+        ("2025-07-02T03:59:59.999Z", "America/New_York", date(2025, 7, 1)),
+        ("2025-07-02T04:00:00Z", "America/New_York", date(2025, 7, 2)),
+    ],
+)
+def test_the_day_is_the_date_in_the_reporting_zone(stamp: object, zone: str, day: date) -> None:
+    [event] = parse(
+        {"service_account": "a", "type": "produce", "bytes": 1, "timestamp": stamp}, zone
+    )
+    assert event.day == day
+
+
+def test_without_a_timestamp_the_record_time_is_used() -> None:
+    record_ms = 1_772_409_599_999  # 2026-03-01T23:59:59.999Z
+    [event] = parser().parse(b'{"service_account":"a","type":"fetch","bytes":3}', record_ms)
+    assert event.day == date(2026, 3, 1)
+
+
+def test_an_array_record_gives_all_its_events() -> None:
+    events = parse(
+        [
+            {"service_account": "a", "type": "produce", "bytes": 1},
+            {"service_account": "b", "type": "fetch", "bytes": 2},
+        ]
+    )
+    assert [(e.service_account, e.produced, e.consumed) for e in events] == [
+        ("a", 1, 0),
+        ("b", 0, 2),
+    ]
+
+
+def test_bytes_at_the_bounds() -> None:
+    assert parse({"service_account": "a", "type": "produce", "bytes": 0})[0].produced == 0
+    assert parse({"service_account": "a", "type": "produce", "bytes": 2**53})[0].produced == 2**53
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "empty record (no value)"),
+        (b"", "not JSON (or not UTF-8)"),
+        (b"not json", "not JSON (or not UTF-8)"),
+        (b'{"service_account": "\xff", "type": "produce", "bytes": 1}', "not JSON (or not UTF-8)"),
+        (b"42", "not a JSON object or array"),
+        (b"[]", "empty array"),
+        (b"[1]", "element 0: not a JSON object"),
+        (b'{"type": "produce", "bytes": 1}', "service_account missing or not a string"),
+        (
+            b'{"service_account": 5, "type": "produce", "bytes": 1}',
+            "service_account missing or not a string",
+        ),
+        (
+            b'{"service_account": "", "type": "produce", "bytes": 1}',
+            "service_account must be 1-256 characters",
+        ),
+        (
+            b'{"service_account": "User:", "type": "produce", "bytes": 1}',
+            "service_account must be 1-256 characters",
+        ),
+        (
+            b'{"service_account": "' + b"x" * 257 + b'", "type": "produce", "bytes": 1}',
+            "service_account must be 1-256 characters",
+        ),
+        (
+            b'{"service_account": "a", "type": "Produce", "bytes": 1}',
+            "type must be 'produce' or 'fetch'",
+        ),
+        (b'{"service_account": "a", "bytes": 1}', "type must be 'produce' or 'fetch'"),
+        (b'{"service_account": "a", "type": "fetch"}', "bytes is missing"),
+        (b'{"service_account": "a", "type": "fetch", "bytes": "1"}', "bytes must be an integer"),
+        (b'{"service_account": "a", "type": "fetch", "bytes": true}', "bytes must be an integer"),
+        (b'{"service_account": "a", "type": "fetch", "bytes": -1}', "bytes is negative"),
+        (b'{"service_account": "a", "type": "fetch", "bytes": 1.5}', "bytes is fractional"),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 2.0}',
+            "bytes must be a JSON integer (no decimal point or exponent)",
+        ),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 9007199254740993}',
+            "bytes exceeds 2^53",
+        ),
+        (b'{"service_account": "a", "type": "fetch", "bytes": 1e300}', "bytes exceeds 2^53"),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1, "timestamp": "2026-01-01"}',
+            "timestamp is not RFC 3339 with an offset",
+        ),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1,'
+            b' "timestamp": "2026-01-01T00:00:00"}',
+            "timestamp is not RFC 3339 with an offset",
+        ),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1,'
+            b' "timestamp": "2026-02-30T00:00:00Z"}',
+            "timestamp is not a valid date-time",
+        ),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1, "timestamp": 1.5}',
+            "timestamp must be an RFC 3339 string or integer epoch milliseconds",
+        ),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1, "timestamp": -1}',
+            "timestamp before 1970",
+        ),
+        # NOW_MS + 1 h + 1 ms is just past the bound
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1, "timestamp": 1780003600001}',
+            "timestamp too far in the future",
+        ),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1,'
+            b' "timestamp": "2999-01-01T00:00:00Z"}',
+            "timestamp too far in the future",
+        ),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1, "cluster": 3}',
+            "cluster must be a string",
+        ),
+        (
+            b'[{"service_account": "a", "type": "fetch", "bytes": 1},'
+            b' {"service_account": "a", "type": "fetch", "bytes": -1}]',
+            "element 1: bytes is negative",
+        ),
+        (b" " * 65_537, "record too large (65537 bytes > 65536)"),
+    ],
+)
+def test_bad_records_are_rejected_with_their_reason(value: bytes | None, expected: str) -> None:
+    assert reason(value) == expected
+
+
+def test_the_future_bound_is_inclusive() -> None:
+    value = b'{"service_account": "a", "type": "fetch", "bytes": 1, "timestamp": 1780003600000}'
+    assert len(parser().parse(value, RECORD_MS)) == 1
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
+    max_leaves=12,
+)
+event_like = st.fixed_dictionaries(
+    {
+        "service_account": st.one_of(st.text(max_size=300), st.integers()),
+        "type": st.sampled_from(["produce", "fetch", "other"]),
+        "bytes": st.one_of(st.integers(-5, 2**54), st.floats(allow_nan=False)),
+    },
+    optional={
+        "timestamp": st.one_of(
+            st.integers(-(2**40), 2**45),
+            st.text(max_size=40),
+            st.datetimes().map(lambda d: d.isoformat() + "Z"),
+        ),
+        "cluster": json_values,
+        "client_id": json_values,
+        "topic": st.text(),
+    },
+)
+
+
+def _parses_or_rejects(value: bytes) -> None:
+    try:
+        events = parser("Europe/Berlin").parse(value, RECORD_MS)
+    except Rejected as rejected:
+        assert rejected.reason and rejected.kind
+        return
+    assert events
+    for event in events:
+        assert 1 <= len(event.service_account) <= 256
+        assert 0 <= event.produced + event.consumed <= 2**53
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=300))
+def test_any_bytes_parse_or_are_rejected(value: bytes) -> None:
+    _parses_or_rejects(value)
+
+
+@settings(max_examples=400)
+@given(st.one_of(json_values, event_like, st.lists(event_like, max_size=4)))
+def test_any_json_parses_or_is_rejected(doc: object) -> None:
+    _parses_or_rejects(json.dumps(doc).encode())
