@@ -1,0 +1,3 @@
+SELECT "partition", next_offset
+FROM ingest_offsets
+WHERE topic = $topic;

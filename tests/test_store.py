@@ -1,0 +1,149 @@
+"""The store on a real DuckDB file: migrations, the writer's transaction, the views, the lock."""
+
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from chargeback.errors import ChargebackError, StoreLockedError
+from consumer.batch import Batch
+from consumer.events import DayResolver, EventParser, Rejected
+from consumer.writer import StoreWriter
+from views.store import SCHEMA_VERSION, open_store, schema_version
+
+PARSER = EventParser(DayResolver("UTC"), 3_600_000, 1 << 20, lambda: 2_000_000_000_000)
+
+
+def add(batch: Batch, partition: int, offset: int, value: bytes, record_ms: int = 0) -> None:
+    try:
+        batch.add_events(PARSER, value, record_ms)
+    except Rejected as rejected:
+        batch.add_rejection(rejected, value, ("t", partition, offset), datetime.now(UTC), 10)
+    batch.advance("t", partition, offset)
+
+
+def test_a_new_store_gets_the_current_schema_and_reopening_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "store.duckdb"
+    open_store(path).close()
+    con = open_store(path)
+    assert schema_version(con) == SCHEMA_VERSION
+    assert con.execute("SELECT count(*) FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+    con.close()
+
+
+def test_a_store_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.duckdb"
+    con = open_store(path)
+    con.execute("INSERT INTO schema_version VALUES (999, now())")
+    con.close()
+    with pytest.raises(ChargebackError, match="newer than this kafka-chargeback"):
+        open_store(path)
+
+
+def test_batches_add_up_in_the_views(tmp_path: Path) -> None:
+    con = open_store(tmp_path / "store.duckdb")
+    writer = StoreWriter(con)
+    first = Batch()
+    add(
+        first,
+        0,
+        0,
+        b'{"service_account":"a","type":"produce","bytes":100,'
+        b'"timestamp":"2026-01-31T23:59:59.999Z","cluster":"c1"}',
+    )
+    add(
+        first,
+        0,
+        1,
+        b'{"service_account":"a","type":"fetch","bytes":40,'
+        b'"timestamp":"2026-02-01T00:00:00Z","cluster":"c1","client_id":"x"}',
+    )
+    add(first, 1, 0, b"oops")
+    writer.apply(first)
+    second = Batch()
+    add(
+        second,
+        0,
+        2,
+        b'[{"service_account":"User:a","type":"produce","bytes":5,'
+        b'"timestamp":"2026-01-31T10:00:00Z","cluster":"c1"},'
+        b'{"service_account":"b","type":"fetch","bytes":2,'
+        b'"timestamp":"2026-01-31T10:00:00Z"}]',
+    )
+    writer.apply(second)
+
+    daily = con.execute(
+        "SELECT day, cluster, service_account, produced_bytes, consumed_bytes"
+        " FROM usage_daily ORDER BY ALL"
+    ).fetchall()
+    assert daily == [
+        (date(2026, 1, 31), "c1", "a", 105, 0),
+        (date(2026, 1, 31), "default", "b", 0, 2),
+        (date(2026, 2, 1), "c1", "a", 0, 40),
+    ]
+    monthly = con.execute("SELECT * FROM usage_monthly ORDER BY ALL").fetchall()
+    assert monthly == [
+        (date(2026, 1, 1), "c1", "a", 105, 0),
+        (date(2026, 1, 1), "default", "b", 0, 2),
+        (date(2026, 2, 1), "c1", "a", 0, 40),
+    ]
+    assert writer.stored_offsets("t") == {0: 3, 1: 1}
+    rejected = con.execute(
+        'SELECT topic, "partition", "offset", reason, payload FROM rejected_events'
+    ).fetchall()
+    assert rejected == [("t", 1, 0, "not JSON (or not UTF-8)", "oops")]
+    con.close()
+
+
+def test_sums_beyond_64_bits_stay_exact(tmp_path: Path) -> None:
+    con = open_store(tmp_path / "store.duckdb")
+    writer = StoreWriter(con)
+    batch = Batch()
+    value = b'{"service_account":"big","type":"produce","bytes":9007199254740992,"timestamp":0}'
+    for offset in range(2048):  # 2048 * 2^53 = 2^64: past a signed 64-bit column
+        add(batch, 0, offset, value)
+    writer.apply(batch)
+    writer.apply(batch)
+    row = con.execute("SELECT produced_bytes FROM usage_daily").fetchone()
+    assert row == (2 * 2**64,)
+    assert con.execute("SELECT sum(event_count) FROM usage_totals").fetchone() == (4096,)
+    con.close()
+
+
+def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
+    con = open_store(tmp_path / "store.duckdb")
+    writer = StoreWriter(con)
+    batch = Batch()
+    add(batch, 0, 0, b'{"service_account":"a","type":"produce","bytes":1,"timestamp":0}')
+    con.execute("DROP TABLE ingest_offsets")  # the last statement of the transaction will fail
+    with pytest.raises(duckdb.Error):
+        writer.apply(batch)
+    assert con.execute("SELECT count(*) FROM usage_totals").fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM series").fetchone() == (0,)
+    assert writer.series == {}
+    con.close()
+
+
+def test_a_second_writer_gets_a_clear_lock_error(tmp_path: Path) -> None:
+    path = tmp_path / "store.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('open', flush=True);"
+            " time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreLockedError, match="locked by another process"):
+            open_store(path)
+    finally:
+        holder.kill()
+        holder.communicate()

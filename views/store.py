@@ -1,0 +1,76 @@
+"""Opening the DuckDB store: the lock, the schema version and its forward migrations, the views."""
+
+from pathlib import Path
+
+import duckdb
+
+from chargeback.errors import ChargebackError, StoreLockedError, UsageError
+
+SQL_DIR = Path(__file__).parent / "sql"
+
+# Forward migrations, applied in order, each in its own transaction. Never edit a released one:
+# add the next number.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "001_initial.sql"),)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def read_sql(name: str) -> str:
+    return (SQL_DIR / name).read_text(encoding="utf-8")
+
+
+def open_store(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the store, migrating it forward when opened for writing."""
+    if read_only and not path.exists():
+        raise UsageError(f"no store at {path}: run `chargeback ingest` first or pass --db")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            raise StoreLockedError(
+                f"the store {path} is locked by another process (one writer only:"
+                " is `chargeback ingest` already running on it?)"
+            ) from None
+        raise ChargebackError(f"cannot open the store {path}: {first_line(error)}") from None
+    except duckdb.Error as error:
+        raise ChargebackError(f"cannot open the store {path}: {first_line(error)}") from None
+    if not read_only:
+        migrate(con)
+    return con
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    current = schema_version(con)
+    if current > SCHEMA_VERSION:
+        raise ChargebackError(
+            f"the store has schema version {current}, newer than this kafka-chargeback"
+            f" understands ({SCHEMA_VERSION}): upgrade kafka-chargeback"
+        )
+    for version, name in MIGRATIONS:
+        if version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version"
+            " (version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        con.execute(read_sql(name))
+        con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+        con.execute("COMMIT")
+    con.execute(read_sql("views.sql"))
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
