@@ -1,0 +1,260 @@
+"""`chargeback ingest`: poll a batch, add it up, apply it and its offsets in one transaction.
+
+Kafka's committed offsets are written too, after the store commits, but only so that the usual lag
+tools see progress: on assignment the service always starts from the offsets stored in DuckDB.
+"""
+
+import hashlib
+import logging
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, cast
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from chargeback.errors import KafkaUnavailableError
+from consumer.batch import Batch
+from consumer.events import DayResolver, EventParser, Rejected
+from consumer.metrics import Metrics, ProgressLog, serve_metrics
+from consumer.writer import StoreWriter
+from views.store import open_store
+
+log = logging.getLogger("chargeback.ingest")
+
+
+@dataclass
+class IngestSettings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "chargeback.usage"
+    group: str = "chargeback"
+    db: Path = Path("data/chargeback.duckdb")
+    timezone: str = "UTC"
+    max_future_seconds: int = 3600
+    max_record_bytes: int = 1024 * 1024
+    payload_limit: int = 4096
+    batch_max_records: int = 200_000
+    batch_max_seconds: float = 1.0
+    log_interval: float = 10.0
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    session_timeout_ms: int = 10_000
+    kafka_config: dict[str, str] = field(default_factory=dict)
+
+
+class IngestService:
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.writer = StoreWriter(open_store(settings.db))
+        self.parser = EventParser(
+            DayResolver(settings.timezone),
+            max_future_ms=settings.max_future_seconds * 1000,
+            max_record_bytes=settings.max_record_bytes,
+            now_ms=lambda: time.time_ns() // 1_000_000,
+        )
+        self.metrics = Metrics()
+        self.progress = ProgressLog(settings.log_interval)
+        self.batch = Batch()
+        self.batch_started = time.monotonic()
+        self.stopping = False
+        self.waiting_for_topic = False
+        self.consumer = Consumer(self._consumer_config())
+
+    def _consumer_config(self) -> dict[str, Any]:
+        s = self.settings
+        # Static membership: a restarted service (even after SIGKILL) takes its partitions back at
+        # once instead of waiting out the session timeout. The id follows the store, the owner of
+        # the offsets.
+        store_id = hashlib.sha256(str(s.db.resolve()).encode()).hexdigest()[:12]
+        return {
+            "bootstrap.servers": s.bootstrap_servers,
+            "group.id": s.group,
+            "group.instance.id": f"chargeback-{socket.gethostname()}-{store_id}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": s.session_timeout_ms,
+            "topic.metadata.refresh.interval.ms": 5000,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "queued.max.messages.kbytes": 256 * 1024,
+            "error_cb": self._on_client_error,
+            **s.kafka_config,
+        }
+
+    def run(self) -> None:
+        s = self.settings
+        if s.metrics_port:
+            serve_metrics(self.metrics, s.topic, s.metrics_host, s.metrics_port)
+        self._install_signal_handlers()
+        self.consumer.subscribe(
+            [s.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        log.info(
+            "consuming %s from %s as group %s into %s", s.topic, s.bootstrap_servers, s.group, s.db
+        )
+        try:
+            while not self.stopping:
+                self._poll_once()
+            self._flush()
+        finally:
+            self.consumer.close()
+            self.writer.con.close()
+        log.info("stopped after applying %s events", f"{self.metrics.events_applied:,}")
+
+    def _poll_once(self) -> None:
+        s = self.settings
+        messages = self.consumer.consume(num_messages=10_000, timeout=0.2)
+        self.metrics.last_loop_at = time.monotonic()
+        batch, parser, topic = self.batch, self.parser, s.topic
+        received_at = datetime.now(UTC)
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._on_message_error(error)
+                continue
+            partition = cast(int, message.partition())  # set on every message without an error
+            offset = cast(int, message.offset())
+            value = message.value()
+            try:
+                batch.add_events(parser, value, message.timestamp()[1])
+            except Rejected as rejected:
+                batch.add_rejection(
+                    rejected, value, (topic, partition, offset), received_at, s.payload_limit
+                )
+            batch.advance(topic, partition, offset)
+        if messages and self.waiting_for_topic:
+            self.waiting_for_topic = False
+        if len(batch) >= s.batch_max_records or (
+            len(batch) and time.monotonic() - self.batch_started >= s.batch_max_seconds
+        ):
+            self._flush()
+        line = self.progress.line_if_due(self._refresh_lag())
+        if line:
+            log.info(line)
+
+    def _flush(self) -> None:
+        batch = self.batch
+        if not len(batch):
+            self.batch_started = time.monotonic()
+            return
+        self.writer.apply(batch)
+        m = self.metrics
+        m.events_applied += batch.events
+        m.records_applied += batch.records
+        m.batches += 1
+        m.last_commit_at = time.time()
+        m.rejected.update(r.kind for r in batch.rejections)
+        for r in batch.rejections:
+            log.warning("rejected %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason)
+        self.metrics.applied_next.update({p: o for (_, p), o in batch.next_offsets.items()})
+        self._commit_to_kafka(batch)
+        self.batch = Batch()
+        self.batch_started = time.monotonic()
+
+    def _commit_to_kafka(self, batch: Batch) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as error:  # informational only: the store holds the truth
+            log.debug("kafka offset commit failed: %s", error)
+
+    def _refresh_lag(self) -> Metrics:
+        for tp in self.consumer.assignment():
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                applied = self.metrics.applied_next.get(tp.partition, max(low, 0))
+                self.metrics.lag[tp.partition] = max(0, high - applied)
+        return self.metrics
+
+    # Rebalance callbacks run inside consume(); they see the loop's state as it stands.
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        stored = self.writer.stored_offsets(self.settings.topic)
+        gaps = Batch()
+        for tp in partitions:
+            tp.offset = stored.get(tp.partition, OFFSET_BEGINNING)
+            if tp.offset >= 0:
+                self.metrics.applied_next[tp.partition] = tp.offset
+            low, _ = consumer.get_watermark_offsets(tp, timeout=10)
+            if tp.partition in stored and stored[tp.partition] < low:
+                self._record_gap(gaps, tp.partition, stored[tp.partition], low)
+                tp.offset = low
+        if len(gaps.rejections):
+            self.writer.apply(gaps)
+            self.metrics.rejected.update(r.kind for r in gaps.rejections)
+        consumer.assign(partitions)
+        self.metrics.assigned = True
+        log.info(
+            "assigned %s",
+            ", ".join(f"[{tp.partition}]@{_where(tp.offset)}" for tp in partitions)
+            or "no partitions",
+        )
+
+    def _record_gap(self, gaps: Batch, partition: int, stored: int, low: int) -> None:
+        reason = (
+            f"offsets {stored}..{low - 1} were deleted by retention before they were read:"
+            " their usage is lost"
+        )
+        log.error("partition %d: %s", partition, reason)
+        gaps.add_rejection(
+            Rejected(reason, "retention_gap"),
+            None,
+            (self.settings.topic, partition, stored),
+            datetime.now(UTC),
+            0,
+        )
+        gaps.next_offsets[(self.settings.topic, partition)] = low
+        self.metrics.applied_next[partition] = low
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._flush()  # what is in hand belongs to the partitions we still own
+        consumer.unassign()
+        self.metrics.lag.clear()
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Lost, not revoked: another member may own them already, so what is in hand is dropped
+        # unwritten; it will be read again from the stored offsets by whoever owns them.
+        self.batch = Batch()
+        consumer.unassign()
+        self.metrics.lag.clear()
+
+    def _on_message_error(self, error: KafkaError) -> None:
+        code = error.code()
+        if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            if not self.waiting_for_topic:
+                log.warning("topic %s does not exist yet: waiting for it", self.settings.topic)
+                self.waiting_for_topic = True
+            return
+        if code == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise KafkaUnavailableError(f"kafka: {error.str()}")
+        log.warning("kafka: %s", error.str())
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            log.warning("kafka: %s (retrying)", error.str())
+        elif error.fatal():
+            log.error("kafka: %s", error.str())
+        else:
+            log.debug("kafka: %s", error.str())
+
+    def _install_signal_handlers(self) -> None:
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info("%s: applying what is in hand, then stopping", signal.Signals(signum).name)
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+
+def _where(offset: int) -> str:
+    return "beginning" if offset == OFFSET_BEGINNING else str(offset)
