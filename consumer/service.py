@@ -17,11 +17,13 @@ from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from chargeback.errors import KafkaUnavailableError
+from chargeback.errors import KafkaUnavailableError, UsageError
 from consumer.batch import Batch
 from consumer.events import DayResolver, EventParser, Rejected
 from consumer.metrics import Metrics, ProgressLog, serve_metrics
 from consumer.writer import StoreWriter
+from views.publish import Publisher
+from views.rates import install_rates, load_rates, rates_path_for
 from views.store import open_store
 
 log = logging.getLogger("chargeback.ingest")
@@ -43,6 +45,7 @@ class IngestSettings:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     session_timeout_ms: int = 10_000
+    publish_interval: float = 10.0
     kafka_config: dict[str, str] = field(default_factory=dict)
 
 
@@ -63,6 +66,18 @@ class IngestService:
         self.stopping = False
         self.waiting_for_topic = False
         self.consumer = Consumer(self._consumer_config())
+        self.publisher = Publisher(
+            self.writer.con,
+            settings.db,
+            self.writer.lock,
+            max_age=settings.publish_interval,
+            changes=lambda: self.metrics.batches + self.rates_version,
+            before_copy=self._sync_rates,
+        )
+        self.rates_path = rates_path_for(settings.db)
+        self.rates_stamp: tuple[float, int] | None = None
+        self.rates_version = 0
+        self._sync_rates()
 
     def _consumer_config(self) -> dict[str, Any]:
         s = self.settings
@@ -91,6 +106,9 @@ class IngestService:
         if s.metrics_port:
             serve_metrics(self.metrics, s.topic, s.metrics_host, s.metrics_port)
         self._install_signal_handlers()
+        if s.publish_interval > 0:
+            self.publisher.publish_now()  # readers get a copy at once, not after the interval
+            self.publisher.start()
         self.consumer.subscribe(
             [s.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -101,10 +119,42 @@ class IngestService:
             while not self.stopping:
                 self._poll_once()
             self._flush()
+            if s.publish_interval > 0:
+                self.publisher.stop()
+                self.publisher.publish_now()  # the copy ends equal to the store
         finally:
+            self.publisher.stop()
             self.consumer.close()
             self.writer.con.close()
+            self.publisher.store.close()  # only now: closing it earlier would unlock the store
         log.info("stopped after applying %s events", f"{self.metrics.events_applied:,}")
+
+    def _sync_rates(self) -> None:
+        """Keep the store's `rates` table and cost views equal to the rates file, for SQL users."""
+        try:
+            stat = self.rates_path.stat()
+            stamp = (stat.st_mtime, stat.st_size)
+        except FileNotFoundError:
+            stamp = (0.0, 0)
+        if stamp == self.rates_stamp:
+            return
+        try:
+            book = load_rates(self.rates_path)
+        except UsageError as error:
+            if self.rates_stamp is None:
+                raise
+            log.error("%s: keeping the rates in force before", error)
+            self.rates_stamp = stamp
+            return
+        with self.writer.lock:
+            cursor = self.writer.con.cursor()
+            try:
+                install_rates(cursor, book)
+            finally:
+                cursor.close()
+        self.rates_stamp = stamp
+        self.rates_version += 1
+        log.info("rates from %s%s", self.rates_path, " (defaults)" if book.is_default else "")
 
     def _poll_once(self) -> None:
         s = self.settings

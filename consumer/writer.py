@@ -1,5 +1,6 @@
 """Applies a batch to the store in one transaction: totals, rejections and offsets land together."""
 
+import threading
 from pathlib import Path
 
 import duckdb
@@ -21,6 +22,8 @@ class StoreWriter:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
+        # Held while a batch is written, so the publisher can copy the file between two batches.
+        self.lock = threading.Lock()
         self.sql = {
             name: _sql(f"{name}.sql")
             for name in (
@@ -41,13 +44,20 @@ class StoreWriter:
         self.next_series_id = max(self.series.values(), default=0) + 1
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
-        rows = self.con.execute(self.sql["stored_offsets"], {"topic": topic}).fetchall()
+        with self.lock:
+            rows = self.con.execute(self.sql["stored_offsets"], {"topic": topic}).fetchall()
         return {int(partition): int(offset) for partition, offset in rows}
 
     def apply(self, batch: Batch) -> None:
         """Write the batch atomically; on failure nothing of it is visible and it may be retried."""
         new_series: dict[SeriesKey, int] = {}
         totals = self._totals_table(batch, new_series)
+        with self.lock:
+            self._write(batch, new_series, totals)
+        self.series.update(new_series)
+        self.next_series_id += len(new_series)
+
+    def _write(self, batch: Batch, new_series: dict[SeriesKey, int], totals: pa.Table) -> None:
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
@@ -70,8 +80,6 @@ class StoreWriter:
         finally:
             for name in ("batch_series", "batch_totals", "batch_rejections", "batch_offsets"):
                 con.unregister(name)
-        self.series.update(new_series)
-        self.next_series_id += len(new_series)
 
     def _totals_table(self, batch: Batch, new_series: dict[SeriesKey, int]) -> pa.Table:
         days, ids, produced, consumed, events = [], [], [], [], []

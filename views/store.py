@@ -35,6 +35,7 @@ def open_store(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection
         raise ChargebackError(f"cannot open the store {path}: {first_line(error)}") from None
     except duckdb.Error as error:
         raise ChargebackError(f"cannot open the store {path}: {first_line(error)}") from None
+    con.execute("SET enable_progress_bar = false")
     if not read_only:
         migrate(con)
     return con
