@@ -1,0 +1,2 @@
+"""The chargeback export: periods and buckets, the Chargeback table, CSV files and their
+schedule."""
