@@ -2,20 +2,20 @@
 
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+import duckdb
+from confluent_kafka import KafkaException
 
 from chargeback.config import default_map, load_config
 from chargeback.errors import ChargebackError, UsageError
+from chargeback.options import db_option, env, timezone_option
 from localkafka.cli import kafka
-
-
-def env(name: str) -> str:
-    """The environment variable that sets option `name` (shared by every command that has it)."""
-    return "CHARGEBACK_" + name.upper()
+from views.rates_cli import rates
+from views.store import first_line
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,16 +37,6 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
         stream=sys.stderr,
     )
     ctx.default_map = default_map(main, load_config(config_path))
-
-
-def parse_timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(
-            f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin"
-        ) from None
-    return value
 
 
 def parse_kafka_options(items: tuple[str, ...]) -> dict[str, str]:
@@ -81,21 +71,8 @@ def parse_kafka_options(items: tuple[str, ...]) -> dict[str, str]:
     envvar=env("group"),
     help="Consumer group id.",
 )
-@click.option(
-    "--db",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("data/chargeback.duckdb"),
-    show_default=True,
-    envvar=env("db"),
-    help="The DuckDB store file.",
-)
-@click.option(
-    "--timezone",
-    default="UTC",
-    show_default=True,
-    envvar=env("timezone"),
-    help="Reporting time zone (IANA name): an event's day is its date there.",
-)
+@db_option("The DuckDB store file.")
+@timezone_option("Reporting time zone (IANA name): an event's day is its date there.")
 @click.option(
     "--max-future",
     type=click.IntRange(min=0),
@@ -152,6 +129,14 @@ def parse_kafka_options(items: tuple[str, ...]) -> dict[str, str]:
     help="Address the metrics endpoint binds to.",
 )
 @click.option(
+    "--publish-interval",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    envvar=env("publish_interval"),
+    help="Seconds the published read copy may lag behind the store (0: no copy).",
+)
+@click.option(
     "--kafka-option",
     "kafka_option",
     multiple=True,
@@ -167,7 +152,7 @@ def ingest(**options: Any) -> None:
         topic=options["topic"],
         group=options["group"],
         db=options["db"],
-        timezone=parse_timezone(options["timezone"]),
+        timezone=options["timezone"],
         max_future_seconds=options["max_future"],
         max_record_bytes=options["max_record_bytes"],
         batch_max_records=options["batch_records"],
@@ -175,12 +160,92 @@ def ingest(**options: Any) -> None:
         log_interval=options["log_interval"],
         metrics_port=options["metrics_port"],
         metrics_host=options["metrics_host"],
+        publish_interval=options["publish_interval"],
         kafka_config=parse_kafka_options(options["kafka_option"]),
     )
     IngestService(settings).run()
 
 
+@main.command()
+@click.option("--tab", required=True, envvar=env("tab"), help="cost, ingress or egress.")
+@click.option("--period", envvar=env("period"), help="7D, 30D, 6M, 12M, YTD or LM.")
+@click.option(
+    "--as-of",
+    envvar=env("as_of"),
+    help="The period's last day, YYYY-MM-DD [default: today in --timezone].",
+)
+@click.option("--from", "first", envvar=env("from"), help="A custom range's first day.")
+@click.option("--to", "last", envvar=env("to"), help="A custom range's last day.")
+@click.option(
+    "--bucket",
+    type=click.Choice(["day", "month"]),
+    default="day",
+    show_default=True,
+    envvar=env("bucket"),
+    help="Bucket size of a custom range.",
+)
+@click.option(
+    "--filter",
+    "filter_text",
+    envvar=env("filter"),
+    help="Only service accounts containing this text (any case).",
+)
+@click.option("--cluster", envvar=env("cluster"), help="Only this cluster.")
+@click.option(
+    "--sort",
+    envvar=env("sort"),
+    help="COLUMN[:asc|:desc]: 'Service Account', a bucket, or Total [default: Total:desc].",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("exports"),
+    show_default=True,
+    envvar=env("out"),
+    help="Folder the CSV is written to.",
+)
+@db_option("The DuckDB store (its published copy is read while the service runs).")
+@timezone_option("Reporting time zone: what 'today' is.")
+def export(**options: Any) -> None:
+    """Write Chargeback_<first>_<last>_<Tab>.csv for a tab and period; prints its path last."""
+    from export.job import ExportRequest, run_export
+    from export.periods import parse_date
+    from export.table import Tab
+
+    def date_option(name: str, flag: str) -> date | None:
+        text = options[name]
+        return None if text is None else parse_date(text, flag)
+
+    request = ExportRequest(
+        tab=Tab.parse(options["tab"]),
+        period=options["period"],
+        as_of=date_option("as_of", "--as-of"),
+        first=date_option("first", "--from"),
+        last=date_option("last", "--to"),
+        bucket=options["bucket"],
+        filter_text=options["filter_text"],
+        cluster=options["cluster"],
+        sort=options["sort"],
+        out=options["out"],
+        db=options["db"],
+        timezone=options["timezone"],
+    )
+    result = run_export(request)
+    rates = result.table.rates
+    click.echo(
+        f"{len(result.table.rows)} service accounts, read from {result.source}"
+        f" (data as of {result.data_time_text})",
+        err=True,
+    )
+    if request.tab.id == "cost" and rates.is_default:
+        click.echo(
+            "note: priced with the default rates; set yours with `chargeback rates set`", err=True
+        )
+    click.echo(str(result.path))
+
+
 main.add_command(kafka)
+main.add_command(rates)
 
 
 def run(args: list[str] | None = None) -> int:
@@ -199,6 +264,11 @@ def run(args: list[str] | None = None) -> int:
     except ChargebackError as error:
         click.echo(f"chargeback: error: {error}", err=True)
         return error.exit_code
+    except (duckdb.Error, KafkaException, OSError) as error:
+        # Unexpected, but still one line; -v logs the traceback for a bug report.
+        logging.getLogger("chargeback").debug("failure", exc_info=True)
+        click.echo(f"chargeback: error: {type(error).__name__}: {first_line(error)}", err=True)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

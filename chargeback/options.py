@@ -1,0 +1,50 @@
+"""Options shared by several commands, so each is spelled, defaulted and checked once."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from chargeback.errors import UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_DB = Path("data/chargeback.duckdb")
+
+
+def env(name: str) -> str:
+    """The environment variable of option `name`, shared by every command that has it."""
+    return "CHARGEBACK_" + name.upper()
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
+        ) from None
+    return name
+
+
+def db_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--db",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=DEFAULT_DB,
+        show_default=True,
+        envvar=env("db"),
+        help=help,
+    )
+
+
+def timezone_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--timezone",
+        default="UTC",
+        show_default=True,
+        envvar=env("timezone"),
+        callback=lambda _ctx, _param, value: check_timezone(value),
+        help=help,
+    )

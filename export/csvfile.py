@@ -1,0 +1,54 @@
+"""Writing the Chargeback table as `Chargeback_<first>_<last>_<Tab>.csv` (PRODUCT.md §6)."""
+
+import csv
+import io
+import os
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+from export.table import ChargebackTable, Value
+
+
+def file_name(table: ChargebackTable) -> str:
+    period = table.period
+    return (
+        f"Chargeback_{period.first.isoformat()}_{period.last.isoformat()}_{table.tab.file_word}.csv"
+    )
+
+
+def format_value(value: Value) -> str:
+    """Bytes as integers; money with two places, '.' as separator, no symbol or grouping."""
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def render_csv(table: ChargebackTable) -> str:
+    """The file's whole text: the header, then one line per row as the table orders them."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.header)
+    for row in table.rows:
+        writer.writerow(
+            [row.service_account, *map(format_value, row.cells), format_value(row.total)]
+        )
+    return out.getvalue()
+
+
+def write_csv(table: ChargebackTable, folder: Path) -> Path:
+    """Write the file atomically: aside in the same folder, then renamed into place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / file_name(table)
+    handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(render_csv(table))
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(staging, 0o644)
+        os.replace(staging, target)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,1 @@
+SELECT DISTINCT cluster FROM usage_daily ORDER BY cluster;

@@ -1,0 +1,91 @@
+"""Opening the data for reading, for the export and the dashboard, without ever blocking the writer.
+
+Readers open an in-memory DuckDB, attach the data read-only as `store`, and price it there with the
+rates file as it is now (so a rate set a second ago applies at once, service running or not).
+
+Which file: the store itself when no service holds it and it is newer than the published copy (the
+freshest data, e.g. after the service was killed before its final copy); otherwise the published
+copy, at most the publish interval old.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from chargeback.errors import ChargebackError, UsageError
+from views.publish import copy_path_for, sql_literal
+from views.rates import RateBook, install_rates, load_rates, rates_path_for
+from views.store import first_line
+
+STORE_VIEWS = ("usage_daily", "usage_monthly", "usage_detail", "rejected_events")
+
+
+@dataclass
+class ReadView:
+    con: duckdb.DuckDBPyConnection  # in memory: the usage views over `store`, rates, cost views
+    source: Path  # the file read: the store or its published copy
+    data_time: datetime  # when the data read was current
+    rates: RateBook
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def open_reader(db: Path, rates_path: Path | None = None) -> ReadView:
+    rates = load_rates(rates_path or rates_path_for(db))
+    con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
+    try:
+        source, data_time = _attach_freshest(con, db)
+        for view in STORE_VIEWS:
+            # Names from a fixed list, not from input.
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM store.main.{view}")
+        install_rates(con, rates)
+    except BaseException:
+        con.close()
+        raise
+    return ReadView(con, source, data_time, rates)
+
+
+def _attach_freshest(con: duckdb.DuckDBPyConnection, db: Path) -> tuple[Path, datetime]:
+    copy = copy_path_for(db)
+    if copy.exists() and (not db.exists() or _mtime(copy) >= _store_mtime(db)):
+        return copy, _attach(con, copy)
+    if not db.exists():
+        raise UsageError(f"no store at {db}: run `chargeback ingest` first, or pass --db")
+    try:
+        _attach(con, db)
+        return db, datetime.now(UTC)
+    except duckdb.IOException as error:
+        if "lock" not in str(error).lower():
+            raise ChargebackError(f"cannot read the store {db}: {first_line(error)}") from None
+    if copy.exists():
+        return copy, _attach(con, copy)
+    raise ChargebackError(
+        f"the store {db} is in use by the ingestion service and it has published no read copy"
+        f" yet ({copy.name}): wait for it, or run the service with --publish-interval above 0"
+    )
+
+
+def _attach(con: duckdb.DuckDBPyConnection, path: Path) -> datetime:
+    """Attach read-only as `store`; returns when its data was current."""
+    current = datetime.fromtimestamp(_mtime(path), UTC)
+    try:
+        # ATTACH takes no bound parameters; the path comes from --db, quoted as a literal.
+        con.execute(f"ATTACH {sql_literal(str(path))} AS store (READ_ONLY)")
+    except duckdb.IOException:
+        raise
+    except duckdb.Error as error:
+        raise ChargebackError(f"cannot read {path}: {first_line(error)}") from None
+    return current
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime
+
+
+def _store_mtime(db: Path) -> float:
+    wal = db.with_name(db.name + ".wal")
+    return max(_mtime(db), _mtime(wal) if wal.exists() else 0.0)
