@@ -6,8 +6,8 @@ so a record is either counted completely or not at all, and its one rejection ro
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -19,17 +19,14 @@ TYPES = ("produce", "fetch")
 
 # RFC 3339 date-time: full date, 'T' or space, full time, optional fraction, mandatory offset.
 RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})\Z"
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
 )
-# datetime.fromisoformat takes at most microseconds; longer fractions are cut (not rounded), which
-# keeps an event at 23:59:59.9999999 on its own day.
-_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
 _EPOCH = datetime(1970, 1, 1).date()
 _QUARTER_HOUR_MS = 15 * 60 * 1000  # every IANA offset in use is a multiple of 15 minutes
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One accepted usage report, its day already resolved in the reporting time zone."""
 
     day: date
@@ -73,23 +70,45 @@ class DayResolver:
 
 
 def parse_rfc3339_ms(text: str) -> int:
-    """Epoch milliseconds of an RFC 3339 timestamp with offset; raises Rejected otherwise."""
-    if len(text) > 40 or not RFC3339.match(text):
+    """Epoch milliseconds of an RFC 3339 timestamp with offset; raises Rejected otherwise.
+
+    Integer arithmetic throughout: a float would round 23:59:59.999 to the next day. Fractions
+    beyond milliseconds are cut, not rounded, for the same reason.
+    """
+    match = RFC3339.match(text) if len(text) <= 40 else None
+    if match is None:
         raise Rejected("timestamp is not RFC 3339 with an offset", "bad_timestamp")
-    try:
-        moment = datetime.fromisoformat(_LONG_FRACTION.sub(r"\1", text.replace("z", "Z")))
-    except ValueError:
-        raise Rejected("timestamp is not a valid date-time", "bad_timestamp") from None
-    return _to_epoch_ms(moment)
+    day_text, hh, mm, ss, fraction, zulu, sign, offset_h, offset_m = match.groups()
+    days = _day_number(day_text)
+    hour, minute, second = int(hh), int(mm), int(ss)
+    if hour > 23 or minute > 59 or second > 59:
+        raise Rejected("timestamp is not a valid date-time", "bad_timestamp")
+    offset = 0
+    if zulu is None:
+        if int(offset_h) > 23 or int(offset_m) > 59:
+            raise Rejected("timestamp is not a valid date-time", "bad_timestamp")
+        offset = int(offset_h) * 3600 + int(offset_m) * 60
+        if sign == "-":
+            offset = -offset
+    millis = int((fraction + "00")[:3]) if fraction else 0
+    return (days * 86_400 + hour * 3600 + minute * 60 + second - offset) * 1000 + millis
 
 
-def _to_epoch_ms(moment: datetime) -> int:
-    # Integer arithmetic, not .timestamp(): a float would round 23:59:59.999 to the next day.
-    offset = moment.utcoffset() or timedelta(0)
-    naive = moment.replace(tzinfo=None) - offset
-    days = (naive.date() - _EPOCH).days
-    seconds = naive.hour * 3600 + naive.minute * 60 + naive.second
-    return (days * 86_400 + seconds) * 1000 + naive.microsecond // 1000
+_DAY_NUMBERS: dict[str, int] = {}
+
+
+def _day_number(day_text: str) -> int:
+    """Days from 1970-01-01 to a YYYY-MM-DD date, cached: most events share a few dates."""
+    days = _DAY_NUMBERS.get(day_text)
+    if days is None:
+        try:
+            days = (date.fromisoformat(day_text) - _EPOCH).days
+        except ValueError:
+            raise Rejected("timestamp is not a valid date-time", "bad_timestamp") from None
+        if len(_DAY_NUMBERS) > 100_000:
+            _DAY_NUMBERS.clear()
+        _DAY_NUMBERS[day_text] = days
+    return days
 
 
 class EventParser:
@@ -109,7 +128,6 @@ class EventParser:
         self.max_future_ms = max_future_ms
         self.max_record_bytes = max_record_bytes
         self.now_ms = now_ms
-        self._timestamps: dict[str, int] = {}
 
     def parse(self, value: bytes | None, record_ms: int) -> list[Event]:
         if value is None:
@@ -174,13 +192,7 @@ class EventParser:
         elif type(stamp) is int:
             epoch_ms = stamp
         elif isinstance(stamp, str):
-            cached = self._timestamps.get(stamp)
-            if cached is None:
-                cached = parse_rfc3339_ms(stamp)
-                if len(self._timestamps) > 100_000:
-                    self._timestamps.clear()
-                self._timestamps[stamp] = cached
-            epoch_ms = cached
+            epoch_ms = parse_rfc3339_ms(stamp)
         else:
             raise Rejected(
                 "timestamp must be an RFC 3339 string or integer epoch milliseconds",

@@ -94,9 +94,10 @@ class IngestService:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": s.session_timeout_ms,
             "topic.metadata.refresh.interval.ms": 5000,
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 8 * 1024 * 1024,
-            "queued.max.messages.kbytes": 256 * 1024,
+            # Bounded prefetch: the service's memory must not grow with the topic's backlog.
+            "fetch.max.bytes": 16 * 1024 * 1024,
+            "max.partition.fetch.bytes": 4 * 1024 * 1024,
+            "queued.max.messages.kbytes": 32 * 1024,
             "error_cb": self._on_client_error,
             **s.kafka_config,
         }

@@ -1,14 +1,14 @@
 """Event parsing (PRODUCT.md §1): valid events, every rejection reason, and never an exception."""
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.events import DayResolver, Event, EventParser, Rejected
+from consumer.events import DayResolver, Event, EventParser, Rejected, parse_rfc3339_ms
 
 NOW_MS = 1_780_000_000_000  # 2026-05-28T20:26:40Z, a fixed "now"
 RECORD_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -248,3 +248,23 @@ def test_any_bytes_parse_or_are_rejected(value: bytes) -> None:
 @given(st.one_of(json_values, event_like, st.lists(event_like, max_size=4)))
 def test_any_json_parses_or_is_rejected(doc: object) -> None:
     _parses_or_rejects(json.dumps(doc).encode())
+
+
+@settings(max_examples=300)
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(-(23 * 60 + 59), 23 * 60 + 59),
+    st.integers(0, 999_999_999),
+    st.sampled_from(["T", "t", " "]),
+)
+def test_rfc3339_agrees_with_datetime_arithmetic(
+    moment: datetime, offset_minutes: int, nanos: int, separator: str
+) -> None:
+    sign = "-" if offset_minutes < 0 else "+"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    text = (
+        f"{moment:%Y-%m-%d}{separator}{moment:%H:%M:%S}.{nanos:09d}{sign}{hours:02d}:{minutes:02d}"
+    )
+    aware = moment.replace(microsecond=0, tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    whole_seconds = (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1)
+    assert parse_rfc3339_ms(text) == whole_seconds * 1000 + nanos // 1_000_000
