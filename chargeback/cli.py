@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException
 from chargeback.config import default_map, load_config
 from chargeback.errors import ChargebackError, UsageError
 from chargeback.options import db_option, env, timezone_option
+from export.schedule_cli import schedule
 from localkafka.cli import kafka
 from views.rates_cli import rates
 from views.store import first_line
@@ -36,7 +37,9 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
         datefmt="%Y-%m-%dT%H:%M:%S",
         stream=sys.stderr,
     )
-    ctx.default_map = default_map(main, load_config(config_path))
+    config = load_config(config_path)
+    ctx.obj = {"config": config}  # `schedule` reads its jobs from it
+    ctx.default_map = default_map(main, config)
 
 
 def parse_kafka_options(items: tuple[str, ...]) -> dict[str, str]:
@@ -244,8 +247,118 @@ def export(**options: Any) -> None:
     click.echo(str(result.path))
 
 
+@main.command()
+@click.option(
+    "--bootstrap-servers",
+    envvar=env("bootstrap_servers"),
+    help="Use this Kafka instead of starting a local one.",
+)
+@click.option("--topic", default="chargeback.usage", show_default=True, envvar=env("topic"))
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    envvar=env("partitions"),
+    help="Partitions of the topic, if it is created.",
+)
+@click.option(
+    "--accounts",
+    type=click.IntRange(1, 100_000),
+    default=40,
+    show_default=True,
+    envvar=env("accounts"),
+    help="Service accounts in the traffic.",
+)
+@click.option(
+    "--events",
+    type=click.IntRange(0),
+    default=300_000,
+    show_default=True,
+    envvar=env("events"),
+    help="Records in the backfill.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3660),
+    default=400,
+    show_default=True,
+    envvar=env("days"),
+    help="Days the backfill spans, ending now.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0, 100_000),
+    default=50.0,
+    show_default=True,
+    envvar=env("rate"),
+    help="Live events per second after the backfill.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=2026,
+    show_default=True,
+    envvar=env("seed"),
+    help="The same seed gives the same traffic.",
+)
+@db_option("The DuckDB store file.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("exports"),
+    show_default=True,
+    envvar=env("out"),
+    help="Folder for the CSV exports.",
+)
+@click.option(
+    "--kafka-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("data/kafka"),
+    show_default=True,
+    envvar=env("kafka_dir"),
+    help="Where the local Kafka keeps its data.",
+)
+@timezone_option("Reporting time zone (IANA name).")
+@click.option(
+    "--traffic-only",
+    is_flag=True,
+    envvar=env("traffic_only"),
+    help="Only produce the traffic: no service, no exports (for docker compose).",
+)
+@click.option(
+    "--live/--no-live",
+    default=True,
+    show_default=True,
+    envvar=env("live"),
+    help="Keep feeding live traffic until Ctrl-C.",
+)
+def demo(**options: Any) -> None:
+    """The whole thing on this machine: Kafka, traffic, the service, every export, a summary."""
+    from demo.run import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        bootstrap_servers=options["bootstrap_servers"],
+        topic=options["topic"],
+        partitions=options["partitions"],
+        accounts=options["accounts"],
+        events=options["events"],
+        days=options["days"],
+        rate=options["rate"],
+        seed=options["seed"],
+        db=options["db"],
+        out=options["out"],
+        kafka_dir=options["kafka_dir"],
+        timezone=options["timezone"],
+        traffic_only=options["traffic_only"],
+        live=options["live"],
+    )
+    run_demo(settings, say=lambda line: click.echo(line, err=True))
+
+
 main.add_command(kafka)
 main.add_command(rates)
+main.add_command(schedule)
 
 
 def run(args: list[str] | None = None) -> int:

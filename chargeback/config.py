@@ -47,7 +47,8 @@ def _defaults_for(
         table = tables.get(name, {})
         if not isinstance(table, dict):
             raise UsageError(f"config: [{name}] must be a table")
-        own = {_norm(k): v for k, v in table.items() if not isinstance(v, dict)}
+        # Nested tables and arrays of tables ([[schedule.job]]) are the command's own data.
+        own = {_norm(k): v for k, v in table.items() if not _is_table_or_tables(v)}
         if isinstance(command, click.Group):
             result[name] = _defaults_for(command, {**inherited, **own}, table)
             continue
@@ -60,6 +61,12 @@ def _defaults_for(
             )
         result[name] = values
     return result
+
+
+def _is_table_or_tables(value: Any) -> bool:
+    return isinstance(value, dict) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    )
 
 
 def _norm(key: str) -> str:
