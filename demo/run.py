@@ -22,7 +22,7 @@ from types import FrameType
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from chargeback.errors import ChargebackError
+from chargeback.errors import ChargebackError, UsageError
 from demo.summary import summary_text
 from export.job import ExportRequest, run_export
 from export.periods import PERIOD_NAMES
@@ -103,7 +103,10 @@ def _local_broker(kafka_dir: Path, say: Say) -> tuple[str, bool]:
         say(f"using the local Kafka already running at {running}")
         return running, False
     say("starting a local Apache Kafka (the first time, its jars are fetched from Maven Central)…")
-    address = broker.start(kafka_dir, 0, progress=say)
+    try:
+        address = broker.start(kafka_dir, broker.DEFAULT_PORT, progress=say)
+    except UsageError:  # 9092 is taken: any free port will do
+        address = broker.start(kafka_dir, 0, progress=say)
     say(f"Kafka is serving at {address}")
     return address, True
 

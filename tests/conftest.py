@@ -156,3 +156,15 @@ def topic_factory(kafka_bootstrap: str) -> TopicFactory:
 def unique_group() -> str:
     """A consumer group id no other test uses."""
     return f"test-group-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_services() -> Iterator[None]:
+    """A test that fails half-way must not leave `chargeback ingest` processes running."""
+    from tests.ingest_harness import IngestProcess
+
+    yield
+    while IngestProcess.started:
+        service = IngestProcess.started.pop()
+        if service.process.poll() is None:
+            service.kill()

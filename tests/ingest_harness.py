@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -26,6 +27,9 @@ def free_port() -> int:
 
 
 class IngestProcess:
+    # The fixture `no_leftover_services` ends what a failed test leaves running.
+    started: ClassVar[list["IngestProcess"]] = []
+
     def __init__(self, bootstrap: str, topic: str, group: str, db: Path, *extra: str) -> None:
         self.port = free_port()
         self.log = db.with_suffix(f".{self.port}.log")
@@ -55,6 +59,7 @@ class IngestProcess:
             self.process = subprocess.Popen(
                 self.args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=db.parent
             )
+        IngestProcess.started.append(self)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as reply:
