@@ -1,0 +1,112 @@
+"""The command line as a whole: every command documented and configurable, one-line errors."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from chargeback.cli import main, run
+from consumer.batch import Batch
+from consumer.writer import StoreWriter
+from tests.ingest_harness import REPO
+from tests.test_store import add
+from views.store import open_store
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def commands(group: click.Group, prefix: str = "chargeback") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        path = f"{prefix} {name}"
+        found.append((path, command))
+        if isinstance(command, click.Group):
+            found += commands(command, path)
+    return found
+
+
+@pytest.mark.parametrize(("path", "command"), commands(main), ids=lambda v: str(v))
+def test_every_command_is_in_the_readme(path: str, command: click.Command) -> None:
+    *parents, name = path.split(" ")
+    # `chargeback kafka start|stop|status` documents three at once
+    pattern = re.escape(" ".join(parents)) + r" (?:[a-z]+\|)*" + re.escape(name) + r"\b"
+    assert re.search(pattern, README), f"README does not mention `{path}`"
+
+
+@pytest.mark.parametrize(("path", "command"), commands(main), ids=lambda v: str(v))
+def test_every_option_can_come_from_the_environment(path: str, command: click.Command) -> None:
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name not in ("help", "verbose"):
+            assert isinstance(param.envvar, str) and param.envvar.startswith("CHARGEBACK_"), (
+                f"{path} {param.opts[0]} has no CHARGEBACK_* variable"
+            )
+
+
+@pytest.mark.parametrize(("path", "command"), commands(main), ids=lambda v: str(v))
+def test_every_command_has_help(path: str, command: click.Command) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chargeback", *path.split(" ")[1:], "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "Usage:" in result.stdout, result.stderr
+    assert command.help
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["nonsense"], "No such command 'nonsense'"),
+        (["export", "--tab"], "Option '--tab' requires an argument"),
+        (["export", "--tab", "cost", "--period", "9D"], "unknown period '9D'"),
+        (["ingest", "--metrics-port", "99999"], "--metrics-port"),
+        (["ingest", "--timezone", "Moon/Base"], "unknown time zone 'Moon/Base'"),
+        (["ingest", "--kafka-option", "nokey"], "--kafka-option takes KEY=VALUE"),
+        (["--config", "/nonexistent.toml", "export"], "config file /nonexistent.toml does not"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(args: list[str], expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chargeback", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_flag_beats_environment_beats_config_file_beats_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "chargeback.duckdb"
+    con = open_store(db)
+    batch = Batch()
+    add(batch, 0, 0, b'{"service_account":"a","type":"produce","bytes":1,"timestamp":0}')
+    StoreWriter(con).apply(batch)
+    con.close()
+    config = tmp_path / "chargeback.toml"
+    config.write_text(f'db = "{db}"\n[export]\nout = "{tmp_path / "from-file"}"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARGEBACK_OUT", raising=False)
+    export = ["export", "--tab", "ingress", "--from", "1970-01-01", "--to", "1970-01-01"]
+    name = "Chargeback_1970-01-01_1970-01-01_Ingress.csv"
+
+    assert run(export) == 0  # ./chargeback.toml is read by default
+    assert (tmp_path / "from-file" / name).exists()
+    monkeypatch.setenv("CHARGEBACK_OUT", str(tmp_path / "from-env"))
+    assert run(export) == 0
+    assert (tmp_path / "from-env" / name).exists()
+    assert run([*export, "--out", str(tmp_path / "from-flag")]) == 0
+    assert (tmp_path / "from-flag" / name).exists()
+    config.unlink()
+    monkeypatch.delenv("CHARGEBACK_OUT")
+    assert run([*export, "--db", str(db)]) == 0
+    assert (tmp_path / "exports" / name).exists()  # the default
