@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException
 from chargeback.config import default_map, load_config
 from chargeback.errors import ChargebackError, UsageError
 from chargeback.options import db_option, env, timezone_option
+from dashboard.cli import serve
 from export.schedule_cli import schedule
 from localkafka.cli import kafka
 from views.rates_cli import rates
@@ -359,6 +360,7 @@ def demo(**options: Any) -> None:
 main.add_command(kafka)
 main.add_command(rates)
 main.add_command(schedule)
+main.add_command(serve)
 
 
 def run(args: list[str] | None = None) -> int:
