@@ -531,10 +531,11 @@ def report(
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — exports: {args.accounts:,} accounts x"
         f" {args.clusters} clusters x {args.days} days",
         "",
-        "From `bench/export_bench.py` (re-run: `.venv/bin/python bench/export_bench.py`). The store is built"
-        " straight in DuckDB, no Kafka: one series per (account, cluster), one `usage_totals` row"
-        " per (day, series), heavy-tailed hash-based bytes (Pareto accounts). Timings are wall"
-        f" time, median / max of {n} runs (publishing: {n + 2}), page cache warm.",
+        "From `bench/export_bench.py` (re-run: `.venv/bin/python bench/export_bench.py`)."
+        " The store is built straight in DuckDB, no Kafka: one series per (account, cluster),"
+        " one `usage_totals` row per (day, series), heavy-tailed hash-based bytes"
+        " (Pareto accounts). Timings are wall time,"
+        f" median / max of {n} runs (publishing: {n + 2}), page cache warm.",
         "",
         f"- Machine: {machine()}",
         f"- Python {platform.python_version()}, duckdb {duckdb.__version__}",
