@@ -7,12 +7,17 @@ is an `InputError` (HTTP 400), a store or rates file that cannot be read a `Char
 (HTTP 409).
 """
 
+import os
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import duckdb
 
 from chargeback.errors import UsageError
 from export.csvfile import file_name, format_value, render_csv
@@ -122,10 +127,49 @@ def read_table(params: list[tuple[str, str]], settings: Settings) -> tuple[Charg
     with _READ_LOCK:
         view = open_reader(settings.db)
         try:
-            table = query(view, request, period)
+            cached = replace(view, con=cast(duckdb.DuckDBPyConnection, _CellCache(view)))
+            table = query(cached, request, period)
         finally:
             view.close()
     return table, source_info(view, settings.db)
+
+
+class _CellCache:
+    """The reader's connection, remembering the answers of `build_table`'s one query.
+
+    The cells query does not depend on the tab or the sort (export/sql/chargeback_cells.sql), so
+    switching tabs or sorting re-arranges remembered cells through the same `build_table` instead
+    of reading the file again. An answer is reused only for the same SQL and parameters, the same
+    file unchanged (path, size, modification time, and its WAL's) and the same rates.
+    """
+
+    entries: OrderedDict[Hashable, list[Any]] = OrderedDict()
+    size = 24
+
+    def __init__(self, view: ReadView) -> None:
+        self.con = view.con
+        self.key = (_file_key(view.source), view.rates)
+
+    def execute(self, sql: str, parameters: dict[str, Any]) -> "_CellCache":
+        key = (self.key, sql, tuple(sorted(parameters.items())))
+        rows = self.entries.get(key)
+        if rows is None:
+            rows = self.con.execute(sql, parameters).fetchall()
+            self.entries[key] = rows
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        self.entries.move_to_end(key)
+        self.rows = rows
+        return self
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+
+def _file_key(path: Path) -> tuple[object, ...]:
+    wal = path.with_name(path.name + ".wal")
+    stats = [os.stat(p) for p in (path, wal) if p.exists()]
+    return (str(path.resolve()), *((s.st_size, s.st_mtime_ns, s.st_ino) for s in stats))
 
 
 def source_info(view: ReadView, db: Path) -> dict[str, Any]:
