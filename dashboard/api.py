@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import duckdb
 
@@ -143,8 +143,8 @@ class _CellCache:
     file unchanged (path, size, modification time, and its WAL's) and the same rates.
     """
 
-    entries: OrderedDict[Hashable, list[Any]] = OrderedDict()
-    size = 24
+    entries: ClassVar[OrderedDict[Hashable, list[Any]]] = OrderedDict()
+    size: ClassVar[int] = 24
 
     def __init__(self, view: ReadView) -> None:
         self.con = view.con
@@ -241,11 +241,18 @@ def csv_export(params: list[tuple[str, str]], settings: Settings) -> tuple[str, 
     return file_name(table), render_csv(table)
 
 
+_CLUSTERS: dict[tuple[object, ...], list[str]] = {}
+
+
 def clusters_json(settings: Settings) -> dict[str, Any]:
     with _READ_LOCK:
         view = open_reader(settings.db)
         try:
-            names = clusters(view.con)
+            key = _file_key(view.source)
+            if key not in _CLUSTERS:
+                _CLUSTERS.clear()  # one file at a time: the last one read
+                _CLUSTERS[key] = clusters(view.con)
+            names = _CLUSTERS[key]
         finally:
             view.close()
     return {"clusters": names}

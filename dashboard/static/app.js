@@ -74,8 +74,10 @@ function moneyText(text) {
   return whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (cents === undefined ? "" : "." + cents);
 }
 
-function cell(text, table) {
-  if (table.kind === "money") return `<td>${moneyText(text)} <small>${esc(table.currency)}</small></td>`;
+// Money cells are plain numbers (the caption and the Total column carry the currency): one
+// element less per cell keeps a 1,000-row table quick to lay out.
+function cell(text, table, withCurrency) {
+  if (table.kind === "money") return `<td>${moneyText(text)}${withCurrency ? " " + esc(table.currency) : ""}</td>`;
   return `<td title="${text} bytes">${bytesText(text, table.unit)}</td>`;
 }
 
@@ -143,7 +145,8 @@ function render(table) {
       : ` · costs in ${esc(table.currency)}, rounded half up to cents`;
   }
   $("status").innerHTML = status;
-  $("count").textContent = `${table.rows.length} service accounts`;
+  $("count").textContent = `${table.rows.length} service accounts` +
+    (table.kind === "money" ? ` · costs in ${table.currency}` : ` · bytes in ${table.unit === "GiB" ? "KiB/MiB/GiB (2^10 steps)" : "kB/MB/GB (10^3 steps)"}; hover for the exact count`);
   renderChart(table);
   renderTable(table);
 }
@@ -231,13 +234,14 @@ function renderTable(table) {
   const parts = [`<thead><tr>${head}</tr></thead><tbody>`];
   for (const row of table.rows) {
     let line = `<tr><td>${esc(row[0])}</td>`;
-    for (let i = 1; i < row.length; i++) line += cell(row[i], table);
+    const last = row.length - 1;
+    for (let i = 1; i < row.length; i++) line += cell(row[i], table, i === last);
     parts.push(line + "</tr>");
   }
   if (!table.rows.length) {
     parts.push(`<tr><td colspan="${table.header.length}" class="muted">No service account with usage in this period${state.filter || state.cluster ? " matches the search and cluster" : ""}.</td></tr>`);
   }
-  parts.push(`</tbody><tfoot><tr><td>Total</td>${table.totals.map((t) => cell(t, table)).join("")}</tr></tfoot>`);
+  parts.push(`</tbody><tfoot><tr><td>Total</td>${table.totals.map((t) => cell(t, table, true)).join("")}</tr></tfoot>`);
   $("table").innerHTML = parts.join("");
 }
 
@@ -368,8 +372,8 @@ function init() {
   $("config-open").addEventListener("click", openConfig);
   $("config-close").addEventListener("click", () => $("config").close());
   $("config-save").addEventListener("click", saveRate);
-  loadClusters();
-  load();
+  // The table first: the cluster list waits for it, the two reads share one lock on the server.
+  load().then(loadClusters);
 }
 
 document.addEventListener("DOMContentLoaded", init);
