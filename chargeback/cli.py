@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException
 from chargeback.config import default_map, load_config
 from chargeback.errors import ChargebackError, UsageError
 from chargeback.options import db_option, env, timezone_option
+from collect.cli import collect
 from dashboard.cli import serve
 from export.schedule_cli import schedule
 from localkafka.cli import kafka
@@ -357,6 +358,7 @@ def demo(**options: Any) -> None:
     run_demo(settings, say=lambda line: click.echo(line, err=True))
 
 
+main.add_command(collect)
 main.add_command(kafka)
 main.add_command(rates)
 main.add_command(schedule)
