@@ -1,11 +1,9 @@
 """A batch of consumed records, added up in memory before one transaction writes it."""
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
-from consumer.events import EventParser, Rejected
-
-TotalsKey = tuple[date, str, str, str, str]  # day, cluster, service_account, client_id, topic
+from consumer.events import EventParser, Rejected, TotalsKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +32,15 @@ class Batch:
 
     def add_events(self, parser: EventParser, value: bytes | None, record_ms: int) -> None:
         """Parse one record and add its events; raises Rejected, leaving the totals untouched."""
-        events = parser.parse(value, record_ms)
+        events = parser.parse_keyed(value, record_ms)
         totals = self.totals
-        for event in events:
-            key = (event.day, event.cluster, event.service_account, event.client_id, event.topic)
+        for key, produced, consumed in events:
             sums = totals.get(key)
             if sums is None:
-                totals[key] = [event.produced, event.consumed, 1]
+                totals[key] = [produced, consumed, 1]
             else:
-                sums[0] += event.produced
-                sums[1] += event.consumed
+                sums[0] += produced
+                sums[1] += consumed
                 sums[2] += 1
         self.events += len(events)
 
