@@ -95,6 +95,9 @@ class Publisher:
         self.store = StoreFile(db)  # closed by the service after the store's connection
         self.write_lock = write_lock
         self.target = copy_path_for(db)
+        # A copy interrupted by a crash leaves its staging file; this process owns the store now.
+        for stale in self.target.parent.glob(f".{self.target.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         self.max_age = max_age
         self.changes = changes  # a counter that grows with every committed batch
         self.before_copy = before_copy
