@@ -18,6 +18,8 @@ log = logging.getLogger("chargeback.collect")
 
 
 class Collector(Protocol):
+    stop: threading.Event  # set on SIGTERM: the collector ends after the chunk in hand
+
     def run_once(self) -> bool: ...
 
 
@@ -61,7 +63,7 @@ def _producer(options: dict[str, Any]) -> Any:
 
 def run_loop(collector: Collector, interval: float, once: bool) -> None:
     """One cycle (--once), or a cycle every `interval` seconds until SIGTERM or Ctrl-C."""
-    stop = threading.Event()
+    stop = collector.stop
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     while True:

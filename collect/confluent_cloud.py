@@ -11,6 +11,7 @@ neither skips nor repeats an interval.
 
 import logging
 import math
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -59,6 +60,7 @@ class ConfluentCloud:
     since_ms: int | None = None
     clock: Callable[[], float] = time.time
     watermarks: dict[str, int] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)  # checked between chunks
 
     def __post_init__(self) -> None:
         saved = state.load(self.state_path, KIND).get("watermarks", {})
@@ -80,6 +82,8 @@ class ConfluentCloud:
         """Catch every cluster up to the last closed interval; False if any cluster failed."""
         ok = True
         for cluster in self.clusters:
+            if self.stop.is_set():
+                break
             try:
                 self.catch_up(cluster)
             except ChargebackError as error:
@@ -98,7 +102,7 @@ class ConfluentCloud:
             start = end - self.step_ms if self.since_ms is None else self.since_ms
             start -= start % self.step_ms
         span = MAX_SPAN_S[self.granularity] * 1000
-        while start < end:
+        while start < end and not self.stop.is_set():
             chunk_end = min(start + span, end)
             events = []
             for metric, request_type, kind in METRICS:

@@ -26,6 +26,7 @@ of every quota series, or the (series, timestamp) pairs already counted.
 import json
 import logging
 import math
+import threading
 import time
 import urllib.parse
 from collections import defaultdict
@@ -77,7 +78,9 @@ class QuotaIntegrator:
         entry["carry"] = carry - whole
         return whole
 
-    def prune(self, now_ms: int) -> None:
+    def prune(self) -> None:
+        """Forget series silent for CARRY_KEEP_MS before the newest point (by sample time)."""
+        now_ms = max((e["t"] for e in self.series.values() if e.get("t") is not None), default=0)
         for key in list(self.series):
             entry = self.series[key]
             if entry.get("t") is not None and now_ms - entry["t"] > CARRY_KEEP_MS:
@@ -98,6 +101,7 @@ class Prometheus:
     clock: Callable[[], float] = time.time
     integrator: QuotaIntegrator = field(init=False)
     seen: dict[str, int] = field(init=False)
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         default_produce, default_fetch = DEFAULT_METRICS[self.mode]
@@ -127,7 +131,7 @@ class Prometheus:
         if self.mode == "quota":
             before = json.dumps(self.integrator.series)
             events = self.quota_events(scrapes)
-            self.integrator.prune(int(self.clock() * 1000))
+            self.integrator.prune()
             try:
                 self.producer.send(events)
             except ChargebackError:

@@ -100,6 +100,17 @@ def test_no_integration_across_a_gap_longer_than_max_gap() -> None:
     assert integ.add("s", 70_001, 100.0) == 1000
 
 
+def test_series_silent_for_a_day_are_forgotten_by_sample_time() -> None:
+    integ = QuotaIntegrator(max_gap_s=60)
+    integ.add("old", 0, 1.0)
+    integ.add("new", 1000, 1.0)
+    integ.prune()
+    assert set(integ.series) == {"old", "new"}
+    integ.add("new", 24 * 3600 * 1000 + 1, 1.0)
+    integ.prune()
+    assert set(integ.series) == {"new"}
+
+
 # -- accuracy on known synthetic curves ----------------------------------------------------------
 
 WINDOW_S = 11.0  # Kafka's quota rate: 11 one-second samples (quota.window.num x .size.seconds)
