@@ -90,7 +90,6 @@ def collect() -> None:
 @collect.command("confluent-cloud")
 @click.option(
     "--cluster",
-    "clusters",
     multiple=True,
     required=True,
     envvar=env("ccloud_cluster"),
@@ -162,7 +161,7 @@ def confluent_cloud(**options: Any) -> None:
         except ValueError:
             raise UsageError(f"--since {options['since']!r} is not an RFC 3339 time") from None
     collector = ConfluentCloud(
-        clusters=list(dict.fromkeys(options["clusters"])),
+        clusters=list(dict.fromkeys(options["cluster"])),
         producer=_producer(options),
         http=Http(headers=_basic_auth(key, secret)),
         state_path=options["state"],
@@ -177,7 +176,6 @@ def confluent_cloud(**options: Any) -> None:
 @collect.command("prometheus")
 @click.option(
     "--url",
-    "urls",
     multiple=True,
     required=True,
     envvar=env("prometheus_url"),
@@ -251,7 +249,7 @@ def prometheus(**options: Any) -> None:
     if user:
         headers.update(_basic_auth(user, password))
     collector = Prometheus(
-        urls=list(dict.fromkeys(options["urls"])),
+        urls=list(dict.fromkeys(options["url"])),
         mode=options["mode"],
         producer=_producer(options),
         http=Http(headers=headers, attempts=3),

@@ -125,8 +125,11 @@ class Prometheus:
                 text = self.http.request(url).decode("utf-8")
                 scraped_ms = int(self.clock() * 1000)
                 scrapes.append((url, parse(text).samples, scraped_ms))
-            except (ChargebackError, PromParseError, UnicodeDecodeError) as error:
-                log.error("%s: scrape failed: %s", url.split("?")[0], error)
+            except ChargebackError as error:  # names the URL already
+                log.error("scrape failed: %s", error)
+                ok = False
+            except (PromParseError, UnicodeDecodeError) as error:
+                log.error("%s: scrape refused: %s", url.split("?")[0], error)
                 ok = False
         if self.mode == "quota":
             before = json.dumps(self.integrator.series)

@@ -157,8 +157,10 @@ def measured_error(
 @pytest.mark.parametrize(
     ("curve", "step", "bound"),
     [
+        (sine_bytes, 10, 0.0012),
         (sine_bytes, 15, 0.0015),
         (sine_bytes, 60, 0.0030),
+        (burst_bytes, 10, 0.006),
         (burst_bytes, 15, 0.02),
         (burst_bytes, 60, 0.12),
     ],
@@ -341,3 +343,18 @@ def test_parse_time_and_retry_after() -> None:
     assert retry_after("7") == 7.0
     assert retry_after(None) is None and retry_after("soon") is None
     assert retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=lambda: 1445412480.0) == 10.0
+
+
+def test_collector_options_come_from_the_config_file_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chargeback.cli import run
+
+    (tmp_path / "chargeback.toml").write_text(
+        '[collect.confluent-cloud]\ncluster = ["lkc-x"]\nsince = "not a time"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONFLUENT_CLOUD_API_KEY", "fake-key")
+    monkeypatch.setenv("CONFLUENT_CLOUD_API_SECRET", "fake-secret")
+    assert run(["collect", "confluent-cloud", "--once"]) == 2
+    assert "--since 'not a time' is not an RFC 3339 time" in capsys.readouterr().err
