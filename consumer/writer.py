@@ -29,6 +29,7 @@ class StoreWriter:
             for name in (
                 "insert_series",
                 "upsert_totals",
+                "upsert_monthly_totals",
                 "insert_rejections",
                 "upsert_offsets",
                 "stored_offsets",
@@ -67,6 +68,7 @@ class StoreWriter:
             if totals.num_rows:
                 con.register("batch_totals", totals)
                 con.execute(self.sql["upsert_totals"])
+                con.execute(self.sql["upsert_monthly_totals"])
             if batch.rejections:
                 con.register("batch_rejections", _rejections_table(batch))
                 con.execute(self.sql["insert_rejections"])

@@ -222,6 +222,12 @@ def write_big_store(db: Path, accounts: int) -> None:
         " FROM range(DATE '2025-04-01', DATE '2026-03-11', INTERVAL 1 DAY) t(d), range($n) u(s)",
         {"n": accounts},
     )
+    # Written beside the daily rows, as the service's writer does.
+    con.execute(
+        "INSERT INTO usage_monthly_totals SELECT CAST(date_trunc('month', day) AS DATE) AS m,"
+        " series_id, sum(produced_bytes), sum(consumed_bytes), sum(event_count)"
+        " FROM usage_totals GROUP BY m, series_id"
+    )
     con.close()
 
 

@@ -12,7 +12,7 @@ from chargeback.errors import ChargebackError, StoreLockedError
 from consumer.batch import Batch
 from consumer.events import DayResolver, EventParser, Rejected
 from consumer.writer import StoreWriter
-from views.store import SCHEMA_VERSION, open_store, schema_version
+from views.store import SCHEMA_VERSION, open_store, read_sql, schema_version
 
 PARSER = EventParser(DayResolver("UTC"), 3_600_000, 1 << 20, lambda: 2_000_000_000_000)
 
@@ -147,3 +147,64 @@ def test_a_second_writer_gets_a_clear_lock_error(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.communicate()
+
+
+MONTHLY_FROM_DAILY = (
+    "SELECT CAST(date_trunc('month', day) AS DATE) AS month, series_id, sum(produced_bytes),"
+    " sum(consumed_bytes), sum(event_count) FROM usage_totals GROUP BY ALL ORDER BY ALL"
+)
+MONTHLY = (
+    "SELECT month, series_id, produced_bytes, consumed_bytes, event_count"
+    " FROM usage_monthly_totals ORDER BY ALL"
+)
+
+
+def test_a_version_1_store_gets_its_monthly_totals_filled(tmp_path: Path) -> None:
+    path = tmp_path / "store.duckdb"
+    con = duckdb.connect(str(path))  # a store as release 1 left it
+    con.execute(read_sql("001_initial.sql"))
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMPTZ)")
+    con.execute("INSERT INTO schema_version VALUES (1, now())")
+    con.execute("INSERT INTO series VALUES (1, 'c', 'a', '', ''), (2, 'c', 'b', 'x', 't')")
+    con.execute(
+        "INSERT INTO usage_totals SELECT DATE '2026-01-01' + CAST(i AS INTEGER), 1 + i % 2,"
+        " CAST(i AS HUGEINT) * 1000000000000, 2 * i, 1 FROM range(70) AS t(i)"
+    )
+    con.execute("INSERT INTO usage_totals VALUES ('2026-02-02', 2, 170141183460469231731, 0, 5)")
+    con.close()
+    con = open_store(path)
+    assert schema_version(con) == 2
+    monthly = con.execute(MONTHLY).fetchall()
+    assert monthly == con.execute(MONTHLY_FROM_DAILY).fetchall()
+    assert [(m.month, sid) for m, sid, *_ in monthly] == [
+        (1, 1),
+        (1, 2),
+        (2, 1),
+        (2, 2),
+        (3, 1),
+        (3, 2),
+    ]
+    con.close()
+
+
+def test_the_writer_keeps_the_monthly_totals_equal_to_the_daily_ones(tmp_path: Path) -> None:
+    con = open_store(tmp_path / "store.duckdb")
+    writer = StoreWriter(con)
+    big = b'{"service_account":"big","type":"produce","bytes":9007199254740992,"timestamp":0}'
+    for round_ in range(3):
+        batch = Batch()
+        for offset in range(40):
+            day = f"2026-0{1 + offset % 3}-{1 + (offset * 7 + round_) % 28:02d}"
+            add(
+                batch,
+                0,
+                round_ * 100 + offset,
+                b'{"service_account":"s%d","type":"fetch","bytes":%d,"timestamp":"%sT10:00:00Z"}'
+                % (offset % 4, offset + 1, day.encode()),
+            )
+        for offset in range(1100):  # past 2^63 bytes in one (month, series): split rows
+            add(batch, 1, round_ * 10_000 + offset, big)
+        writer.apply(batch)
+    assert con.execute(MONTHLY).fetchall() == con.execute(MONTHLY_FROM_DAILY).fetchall()
+    assert con.execute("SELECT count(*) FROM usage_monthly_totals").fetchone() == (13,)
+    con.close()

@@ -20,6 +20,18 @@ from views.rates import RateBook, install_rates, load_rates, rates_path_for
 from views.store import first_line
 
 STORE_VIEWS = ("usage_daily", "usage_monthly", "usage_detail", "rejected_events")
+# Base tables the export's cells query reads directly (export/sql/chargeback_cells.sql).
+STORE_TABLES = ("series", "usage_totals", "usage_monthly_totals")
+# A store at schema version 1 (a read copy published by an older service) has no monthly totals:
+# they are summed from the daily ones instead, slower but the same numbers.
+MONTHLY_FALLBACK = """
+CREATE VIEW usage_monthly_totals AS
+SELECT CAST(date_trunc('month', day) AS DATE) AS month, series_id,
+       sum(produced_bytes) AS produced_bytes, sum(consumed_bytes) AS consumed_bytes,
+       sum(event_count) AS event_count
+FROM store.main.usage_totals
+GROUP BY month, series_id
+"""
 
 
 @dataclass
@@ -39,7 +51,16 @@ def open_reader(db: Path, rates_path: Path | None = None) -> ReadView:
     con.execute("SET enable_progress_bar = false")
     try:
         source, data_time = _attach_freshest(con, db)
-        for view in STORE_VIEWS:
+        present = {
+            str(row[0])
+            for row in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'store'"
+            ).fetchall()
+        }
+        for view in (*STORE_VIEWS, *STORE_TABLES):
+            if view == "usage_monthly_totals" and view not in present:
+                con.execute(MONTHLY_FALLBACK)
+                continue
             # Names from a fixed list, not from input.
             con.execute(f"CREATE VIEW {view} AS SELECT * FROM store.main.{view}")
         install_rates(con, rates)

@@ -10,7 +10,10 @@ SQL_DIR = Path(__file__).parent / "sql"
 
 # Forward migrations, applied in order, each in its own transaction. Never edit a released one:
 # add the next number.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "001_initial.sql"),)
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, "001_initial.sql"),
+    (2, "002_monthly_totals.sql"),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
