@@ -39,8 +39,7 @@ import duckdb  # noqa: E402
 from export.csvfile import write_csv  # noqa: E402
 from export.job import ExportRequest, query, resolve, run_export  # noqa: E402
 from export.periods import PERIOD_NAMES  # noqa: E402
-from export.table import SQL_DIR as EXPORT_SQL_DIR  # noqa: E402
-from export.table import ChargebackTable, Tab  # noqa: E402
+from export.table import ChargebackTable, Tab, cells_query  # noqa: E402
 from views.publish import StoreFile, copy_path_for, publish, sql_literal  # noqa: E402
 from views.rates import DEFAULT_RATES, rates_path_for, save_rates, set_rate  # noqa: E402
 from views.reader import ReadView, open_reader  # noqa: E402
@@ -269,6 +268,12 @@ def build(args: argparse.Namespace, db: Path) -> Build:
             }
             con.execute(TOTALS_SQL, params)
             print(f"  days {day1}/{args.days} ({time.perf_counter() - started:.1f} s)", flush=True)
+        # The monthly totals the service's writer keeps beside the daily ones.
+        con.execute(
+            "INSERT INTO usage_monthly_totals SELECT CAST(date_trunc('month', day) AS DATE) AS m,"
+            " series_id, sum(produced_bytes), sum(consumed_bytes), sum(event_count)"
+            " FROM usage_totals GROUP BY m, series_id ORDER BY m, series_id"
+        )
         con.execute("CHECKPOINT")
         row = con.execute("SELECT count(*) FROM usage_totals").fetchone()
     finally:
@@ -447,21 +452,13 @@ def profile_slowest(db: Path, cases: list[Case]) -> Profile:
     case = max(cases, key=lambda c: c.end_to_end.median)
     request = case.request
     period = resolve(request)
-    params = {
-        "monthly": period.bucket == "month",
-        "first": period.first,
-        "last": period.last,
-        "cluster": None,
-        "filter": None,
-    }
     print(f"profiling the cells query of {case.label}", flush=True)
     view = open_reader(request.db)
     try:
         profile_file = db.parent / "profile.json"
         view.con.execute("SET enable_profiling = 'json'")
         view.con.execute(f"SET profiling_output = {sql_literal(str(profile_file))}")
-        sql = (EXPORT_SQL_DIR / "chargeback_cells.sql").read_text(encoding="utf-8")
-        view.con.execute(sql, params).fetchall()
+        view.con.execute(*cells_query(period, view.rates)).fetchall()
         view.con.execute("PRAGMA disable_profiling")
         tree = json.loads(profile_file.read_text(encoding="utf-8"))
     finally:

@@ -8,9 +8,11 @@ and a Total of 0.12.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -116,16 +118,8 @@ def build_table(
     sort: Sort | None = None,
 ) -> ChargebackTable:
     """Query the cells of the period and arrange them as the table shows them."""
-    cells = con.execute(
-        (SQL_DIR / "chargeback_cells.sql").read_text(encoding="utf-8"),
-        {
-            "monthly": period.bucket == "month",
-            "first": period.first,
-            "last": period.last,
-            "cluster": cluster or None,
-            "filter": filter_text or None,
-        },
-    ).fetchall()
+    sql, parameters = cells_query(period, rates, cluster, filter_text)
+    cells = con.execute(sql, parameters).fetchall()
     buckets = period.buckets()
     position = {bucket: i for i, bucket in enumerate(buckets)}
     by_account: dict[str, list[Value]] = {}
@@ -139,6 +133,107 @@ def build_table(
     ]
     ordered = sort_rows(rows, sort or parse_sort(None, empty.header), empty.header)
     return ChargebackTable(period, tab, rates, tuple(ordered))
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Days first..last of one bucket, inside one month, that one rate entry prices throughout
+    for every cluster: a whole month read from `usage_monthly_totals`, or days from
+    `usage_totals`."""
+
+    first: date
+    last: date
+    whole_month: bool
+
+
+def read_plan(
+    period: Period, rates: RateBook, cluster: str | None = None, monthly_totals: bool = True
+) -> list[Piece]:
+    """The period cut into pieces for the cells query (export/sql/chargeback_cells.sql).
+
+    Daily buckets: one piece of days (each day is its own bucket and has one entry in force).
+    Monthly buckets: each month inside the period that no rate entry starts in after its first
+    day is one whole-month piece; the other days (a partial first or last month, a month with a
+    rate change) are cut into pieces of days at every date a rate entry starts. The entries
+    considered are the global ones and those of `cluster` (all clusters' when None), so a piece
+    has one entry in force for every cluster it reads. `monthly_totals=False` reads every day
+    from the daily totals (the tests compare both ways).
+    """
+    if period.bucket == "day":
+        return [Piece(period.first, period.last, False)]
+    starts = sorted(
+        {e.valid_from for e in rates.entries if cluster is None or e.cluster in (None, cluster)}
+    )
+    pieces: list[Piece] = []
+    month = period.first.replace(day=1)
+    while month <= period.last:
+        following = (month + timedelta(days=31)).replace(day=1)
+        first, last = max(period.first, month), min(period.last, following - timedelta(days=1))
+        cuts = [d for d in starts if first < d <= last]
+        whole = first == month and last == following - timedelta(days=1)
+        if whole and not cuts and monthly_totals:
+            pieces.append(Piece(first, last, True))
+        else:
+            ends = [d - timedelta(days=1) for d in cuts]
+            pieces += [
+                Piece(a, b, False) for a, b in zip([first, *cuts], [*ends, last], strict=True)
+            ]
+        month = following
+    return pieces
+
+
+def cells_query(
+    period: Period,
+    rates: RateBook,
+    cluster: str | None = None,
+    filter_text: str | None = None,
+    monthly_totals: bool = True,
+) -> tuple[str, dict[str, Any]]:
+    """The cells query for the period, and its parameters (values never go into the text)."""
+    params: dict[str, Any] = {
+        "cluster": cluster or None,
+        "filter": filter_text or None,
+        "period_first": period.first,
+        "period_last": period.last,
+    }
+    pieces = read_plan(period, rates, cluster or None, monthly_totals)
+    day_ranges, piece_cases, month_ranges = [], [], []
+    for n, piece in enumerate(pieces):
+        params[f"p{n}_first"], params[f"p{n}_last"] = piece.first, piece.last
+        if piece.whole_month:
+            month_ranges.append(f"m.month BETWEEN $p{n}_first AND $p{n}_last")
+        else:
+            day_ranges.append(f"t.day BETWEEN $p{n}_first AND $p{n}_last")
+            piece_cases.append(f"WHEN t.day BETWEEN $p{n}_first AND $p{n}_last THEN $p{n}_first")
+    day_filter = " OR ".join(day_ranges) or "FALSE"
+    if period.bucket == "day":
+        day_rows = (
+            "SELECT t.day AS bucket, t.day AS piece_start, t.series_id, t.produced_bytes,"
+            " t.consumed_bytes"
+            f" FROM usage_totals AS t WHERE {day_filter}"
+        )
+    else:
+        day_rows = (
+            "SELECT CAST(date_trunc('month', t.day) AS DATE) AS bucket,"
+            f" CAST(CASE {' '.join(piece_cases) or 'WHEN TRUE THEN t.day'} END AS DATE)"
+            " AS piece_start, t.series_id, sum(t.produced_bytes) AS produced_bytes,"
+            " sum(t.consumed_bytes) AS consumed_bytes"
+            f" FROM usage_totals AS t WHERE {day_filter} GROUP BY ALL"
+        )
+    template = (SQL_DIR / "chargeback_cells.sql").read_text(encoding="utf-8")
+    by_entry = (
+        "SELECT * FROM entries"
+        if period.bucket == "day"
+        else "SELECT bucket, cluster_id, account_id, span_from,"
+        " sum(produced_bytes) AS produced_bytes, sum(consumed_bytes) AS consumed_bytes,"
+        " any_value(ingress_nanos) AS ingress_nanos, any_value(egress_nanos) AS egress_nanos,"
+        " any_value(unit_bytes) AS unit_bytes"
+        " FROM entries GROUP BY bucket, cluster_id, account_id, span_from"
+    )
+    sql = template.format(
+        day_rows=day_rows, month_filter=" OR ".join(month_ranges) or "FALSE", by_entry=by_entry
+    )
+    return sql, params
 
 
 def _exact(tab: Tab, produced: int, consumed: int, cost: Decimal) -> Value:

@@ -3,9 +3,10 @@
 A fixed data set (seeded, about fourteen months before AS_OF) goes through the real writer into a
 real DuckDB file; rates are set with the real `chargeback rates set`; every export runs as a
 subprocess, the way a user or a cron job runs it. The expected CSV is computed here with a plain
-Python loop over the raw events: PRODUCT.md §4 periods, docs/rates.md prices and rounding (cost
-per (day, cluster, account) truncated to 10^-9, cells and totals rounded half up from the exact
-sums), §6 rows, header and sort.
+Python loop over the raw events: PRODUCT.md §4 periods, docs/rates.md prices and rounding (the
+bytes of one (bucket, cluster, account) that one rate entry prices are summed and priced once,
+truncated to 10^-9; cells and totals rounded half up from the exact sums), §6 rows, header and
+sort.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import pytest
 from consumer.batch import Batch
 from consumer.events import DayResolver, EventParser, Rejected
 from consumer.writer import StoreWriter
+from export.periods import custom_period, resolve_period
+from export.table import cells_query, read_plan
+from views.reader import open_reader
 from views.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,9 +75,8 @@ class Rates:
             return max(older, key=lambda r: r.valid_from)
         return min(glob, key=lambda r: r.valid_from)
 
-    def cost_nanos(self, cluster: str, day: date, produced: int, consumed: int) -> int:
-        """Exact cost of one usage_daily row in 10^-9 currency units, each part truncated."""
-        rate = self.price(cluster, day)
+    def cost_nanos(self, rate: Rate, produced: int, consumed: int) -> int:
+        """Exact cost of bytes priced by one entry, in 10^-9 currency units, each way truncated."""
         ingress = produced * int(rate.ingress * NANO) // self.unit_bytes
         egress = consumed * int(rate.egress * NANO) // self.unit_bytes
         return ingress + egress
@@ -147,6 +150,8 @@ def expected_table(
     starts = bucket_starts(first, last, size)
     labels = [label(s, size) for s in starts]
     cells: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(labels, 0))
+    # docs/rates.md: the bytes of one (bucket, cluster, account, rate entry) are priced as one sum.
+    priced: dict[tuple[str, str, str, Rate], list[int]] = defaultdict(lambda: [0, 0])
     for (day, row_cluster, account), (produced, consumed) in daily_usage(events).items():
         if not first <= day <= last or (cluster is not None and row_cluster != cluster):
             continue
@@ -154,21 +159,27 @@ def expected_table(
             continue
         if produced == 0 and consumed == 0:
             continue
-        if tab == "cost":
-            value = rates.cost_nanos(row_cluster, day, produced, consumed)
-        else:
-            value = produced if tab == "ingress" else consumed
         column = label(day if size == "day" else day.replace(day=1), size)
-        cells[account][column] += value
+        if tab == "cost":
+            sums = priced[(column, row_cluster, account, rates.price(row_cluster, day))]
+            sums[0] += produced
+            sums[1] += consumed
+            cells[account].setdefault(column, 0)  # the row exists even if it costs nothing
+        else:
+            cells[account][column] += produced if tab == "ingress" else consumed
+    for (column, _, account, rate), (produced, consumed) in priced.items():
+        cells[account][column] += rates.cost_nanos(rate, produced, consumed)
     accounts = sorted(cells)
     column, _, direction = sort.rpartition(":")
     if column == "Service Account":
         accounts.sort(reverse=direction == "desc")
     else:
 
-        def sort_value(account: str) -> int:
+        def sort_value(account: str) -> Decimal:
+            # By the value shown: costs rounded to cents, so equal cents tie (then by name).
             row = cells[account]
-            return sum(row.values()) if column == "Total" else row[column]
+            value = sum(row.values()) if column == "Total" else row[column]
+            return Decimal(money(value)) if tab == "cost" else Decimal(value)
 
         accounts.sort(key=sort_value, reverse=direction == "desc")  # stable: ties by name
     show = money if tab == "cost" else str
@@ -256,9 +267,12 @@ def crafted_events() -> list[Event]:
         # half up: 0.125 -> 0.13 (not 0.12), 0.025 -> 0.03 (not 0.02)
         event("half-up", "produce", 2_500_000_000, "2028-01-15T00:00:00Z", None),
         event("half-up", "produce", 500_000_000, "2028-02-10T00:00:00Z", None),
-        # truncation to 10^-9 per day: 0.002499999|95 + 0.002500000|05 -> 0.004999999 -> 0.00
+        # one bucket, cluster and entry: priced as one sum, 100,000,000 bytes -> exactly 0.005
         event("trunc-probe", "produce", 49_999_999, "2027-12-03T00:00:00Z", None),
         event("trunc-probe", "produce", 50_000_001, "2027-12-04T00:00:00Z", None),
+        # one bucket (2028-02), two entries (the global change on 2028-02-20): two priced sums
+        event("split-probe", "produce", 49_999_999, "2028-02-19T12:00:00Z", None),
+        event("split-probe", "produce", 35_714_287, "2028-02-20T12:00:00Z", None),
         # leap day reached through an offset: 2028-03-01T01:30+02:00 is 2028-02-29T23:30Z
         event("late-writer", "produce", 1_234_567_891, "2028-03-01T01:30:00+02:00", "prod-us"),
         event("late-writer", "produce", 5 * GB, "2028-03-05T09:00:00Z", "prod-us"),
@@ -472,13 +486,23 @@ def test_hand_worked_cells(world: World, tmp_path: Path) -> None:
     _, six = exported(world, tmp_path, "--tab", "cost", "--period", "6M", *as_of)
     tiny = row_of(six, "tiny-user")  # 0.004 + 0.004
     assert (tiny["2027-11"], tiny["2027-12"], tiny["Total"]) == ("0.00", "0.00", "0.01")
-    trunc = row_of(six, "trunc-probe")  # exact 0.005 but 0.004999999 after truncation
-    assert (trunc["2027-12"], trunc["Total"]) == ("0.00", "0.00")
+    # 49,999,999 + 50,000,001 bytes on 3 and 4 Dec 2027, default cluster, global 0.05 per GB:
+    # one bucket, one cluster, one entry, so one priced sum: 100,000,000 x 0.05 / 10^9 = 0.005
+    # exactly (no truncation), half up 0.01. (Priced per day, as before, it was 0.002499999|95
+    # + 0.002500000|05 truncated to 0.002499999 + 0.002500000 = 0.004999999 -> 0.00.)
+    trunc = row_of(six, "trunc-probe")
+    assert (trunc["2027-12"], trunc["Total"]) == ("0.01", "0.01")
     archive = row_of(six, "Archive-Batch")  # 3 GB fetched at 0.0875 on the default cluster
     assert (archive["2027-11"], archive["Total"]) == ("0.26", "0.26")  # 0.2625
     _, ytd = exported(world, tmp_path, "--tab", "cost", "--period", "YTD", *as_of)
     half = row_of(ytd, "half-up")  # 0.125 and 0.025
     assert (half["2028-01"], half["2028-02"], half["Total"]) == ("0.13", "0.03", "0.15")
+    # split-probe, bucket 2028-02, default cluster: two entries in force, two priced sums.
+    # 19 Feb at 0.05 per GB: 49,999,999 x 0.05 / 10^9 = 0.00249999995 -> 0.002499999
+    # 20 Feb at 0.07 per GB: 35,714,287 x 0.07 / 10^9 = 0.00250000009 -> 0.002500000
+    # sum 0.004999999 -> 0.00; the exact sum, 0.00500000004, would have shown 0.01.
+    split = row_of(ytd, "split-probe")
+    assert (split["2028-02"], split["Total"]) == ("0.00", "0.00")
     _, seven = exported(world, tmp_path, "--tab", "ingress", "--period", "7D", *as_of)
     assert [row[0] for row in seven[1:]].count("late-writer") == 1
     assert row_of(seven, "late-writer")["2028-03-05"] == str(12 * GB)  # 5 GB + 7 GB late
@@ -555,6 +579,46 @@ def test_gib_and_gb_differ_by_exactly_2_to_the_30_over_10_to_the_9(tmp_path: Pat
     for tab in ("ingress", "egress"):  # bytes do not depend on the unit
         _, table = exported(world, tmp_path / tab, "--tab", tab, "--period", "7D", *args[2:])
         assert row_of(table, "gib-probe")["Total"] == str(n)
+
+
+def test_monthly_totals_give_the_same_cells_as_the_daily_rows(world: World) -> None:
+    """The cells query reads whole months from usage_monthly_totals and the rest from
+    usage_totals; on this data (a global change on 2028-02-20, a prod-eu entry from 2027-10-15,
+    partial first and last months) it must give exactly the cells of the daily rows alone."""
+    view = open_reader(world.db)
+    try:
+        sums = view.con.execute(
+            "SELECT count(*) FROM usage_monthly_totals AS m FULL JOIN ("
+            " SELECT CAST(date_trunc('month', day) AS DATE) AS month, series_id,"
+            " sum(produced_bytes) AS p, sum(consumed_bytes) AS c, sum(event_count) AS n"
+            " FROM usage_totals GROUP BY ALL) AS d USING (month, series_id)"
+            " WHERE m.produced_bytes IS DISTINCT FROM d.p OR m.consumed_bytes IS DISTINCT FROM d.c"
+            " OR m.event_count IS DISTINCT FROM d.n"
+        ).fetchone()
+        assert sums == (0,)  # the writer kept both tables in step
+        periods = [resolve_period(name, AS_OF) for name in ("6M", "12M", "YTD", "LM", "30D")] + [
+            custom_period(date(2027, 1, 1), date(2028, 3, 12), "month"),
+            custom_period(date(2027, 10, 16), date(2028, 2, 19), "month"),
+        ]
+        for period in periods:
+            for cluster, text in ((None, None), ("prod-eu", None), ("prod-us", "s"), (None, "-")):
+                mixed = view.con.execute(*cells_query(period, view.rates, cluster, text)).fetchall()
+                daily = view.con.execute(
+                    *cells_query(period, view.rates, cluster, text, monthly_totals=False)
+                ).fetchall()
+                assert sorted(mixed) == sorted(daily), (period, cluster, text)
+                assert mixed, (period, cluster, text)
+        plan = read_plan(periods[1], view.rates)  # 12M: both kinds of piece
+        assert any(p.whole_month for p in plan) and not all(p.whole_month for p in plan)
+        # February 2028 (global change on the 20th) is read as days, cut at the 20th;
+        # October 2027 too for prod-eu (its entry from the 15th), not for prod-us.
+        feb = [(p.first.day, p.last.day) for p in plan if p.first.month == 2]
+        assert feb == [(1, 19), (20, 29)]
+        assert not any(p.whole_month for p in plan if p.first.month == 10)
+        us = read_plan(periods[1], view.rates, "prod-us")
+        assert [p.whole_month for p in us if p.first.month == 10] == [True]
+    finally:
+        view.close()
 
 
 # --------------------------------------------------------------------------- 3. filter and sort

@@ -424,6 +424,29 @@ def test_gib_and_gb_costs_differ_by_exactly_2_30_over_10_9(tmp_path: Path) -> No
         assert gb_cost * 10**9 == gib_cost * 2**30
 
 
+def test_cost_monthly_prices_each_months_sum_once_per_rate_entry(tmp_path: Path) -> None:
+    # c1 pays the global 0.05 per GB; c2 has its own 0.5 from 2026-01-16.
+    usage = [
+        ("2026-01-01", "c1", "a", 7, 0),
+        ("2026-01-02", "c1", "a", 7, 0),
+        ("2026-01-03", "c1", "a", 6, 0),
+        ("2026-01-10", "c2", "a", 3, 0),
+        ("2026-01-20", "c2", "a", 3, 0),
+        ("2026-01-21", "c2", "a", 3, 0),
+    ]
+    con = store_with(tmp_path, usage)
+    install_rates(
+        con,
+        book(global_rate("2026-01-01", "0.05", "0"), cluster_rate("2026-01-16", "c2", "0.5", "0")),
+    )
+    rows = con.execute("SELECT cluster, ingress_cost FROM cost_monthly ORDER BY cluster").fetchall()
+    # c1: one entry, one sum: 20 bytes x 0.05 / 10^9 = 1e-9 (per day it was 0.35e-9 x 2 + 0.3e-9,
+    # each truncated to 0). c2: two entries, two sums: 3 x 0.05 -> 0.15e-9 -> 0, and
+    # 6 x 0.5 = 3e-9 (per day 1.5e-9 -> 1e-9 twice, 2e-9).
+    assert rows == [("c1", D("0.000000001")), ("c2", D("0.000000003"))]
+    assert sum(v[0] for v in daily(con).values()) == D("0.000000002")  # per day: 0+0+0+0+1+1
+
+
 def test_costs_are_truncated_at_nine_places_per_row(tmp_path: Path) -> None:
     # 7 bytes at 0.5 per GB = 3.5e-9 -> 0.000000003; 1 byte at 0.05 per GB -> 0
     con = store_with(tmp_path, [("2026-01-01", "c1", "a", 7, 1)])
@@ -439,17 +462,19 @@ def test_very_large_byte_counts_stay_exact(tmp_path: Path) -> None:
     install_rates(con, book(global_rate("2026-01-01", str(ingress), str(egress)), unit="GiB"))
     exact = Context(prec=80)
 
-    def expected(price: Decimal) -> Decimal:
-        per_day = exact.divide(exact.multiply(D(big), price), D(2**30))
-        return per_day.quantize(D("1e-9"), rounding=ROUND_DOWN, context=exact)
+    def expected(price: Decimal, volume: int = big) -> Decimal:
+        cost = exact.divide(exact.multiply(D(volume), price), D(2**30))
+        return cost.quantize(D("1e-9"), rounding=ROUND_DOWN, context=exact)
 
     row = daily(con)[("2026-01-01", "c1", "a")]
     assert row[:2] == (expected(ingress), expected(egress))
     total = con.execute(
         "SELECT produced_bytes, ingress_cost, egress_cost, total_cost FROM cost_monthly"
     ).fetchone()
-    month_in, month_out = 31 * expected(ingress), 31 * expected(egress)
+    # The month is priced once, from its 31 * 10^18 bytes (docs/rates.md).
+    month_in, month_out = expected(ingress, 31 * big), expected(egress, 31 * big)
     assert total == (31 * big, month_in, month_out, exact.add(month_in, month_out))
+    assert month_out != 31 * expected(egress)  # 31 truncations lose more than one
 
 
 def test_every_cost_column_is_decimal_never_double(tmp_path: Path) -> None:
