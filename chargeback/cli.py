@@ -1,5 +1,6 @@
 """The `chargeback` command line: one click group; every error is one line and an exit code."""
 
+import contextlib
 import logging
 import sys
 from datetime import date
@@ -355,7 +356,13 @@ def demo(**options: Any) -> None:
         traffic_only=options["traffic_only"],
         live=options["live"],
     )
-    run_demo(settings, say=lambda line: click.echo(line, err=True))
+    run_demo(settings, say=say_quietly_failing)
+
+
+def say_quietly_failing(line: str) -> None:
+    """Progress on stderr; a closed pipe (`… | head`, a dead `tee`) must not stop the clean-up."""
+    with contextlib.suppress(OSError):
+        click.echo(line, err=True)
 
 
 main.add_command(collect)
@@ -368,7 +375,7 @@ main.add_command(serve)
 def run(args: list[str] | None = None) -> int:
     """Run the command and return its exit code: errors become one line on stderr."""
     try:
-        main.main(args=args, prog_name="chargeback", standalone_mode=False)
+        result = main.main(args=args, prog_name="chargeback", standalone_mode=False)
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.Abort:
@@ -388,7 +395,8 @@ def run(args: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    # Without standalone mode click returns ctx.exit()'s code instead of exiting with it.
+    return result if isinstance(result, int) else 0
 
 
 def main_entry() -> None:

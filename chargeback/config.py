@@ -6,6 +6,7 @@ a command (`[ingest]`, `[export]`, `[kafka.start]` …) applies to that command 
 """
 
 import tomllib
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,35 @@ def load_config(path: Path | None) -> dict[str, Any]:
 
 def default_map(group: click.Group, config: dict[str, Any]) -> dict[str, Any]:
     """click's default_map for `group`, from the config's top-level keys and command tables."""
-    top_level = {_norm(k): v for k, v in config.items() if not isinstance(v, dict)}
+    top_level = {_norm(k): v for k, v in config.items() if not _is_table_or_tables(v)}
+    unknown = set(top_level) - _all_option_names(group)
+    if unknown:
+        raise UsageError(f"config: unknown top-level option(s): {', '.join(sorted(unknown))}")
     return _defaults_for(group, top_level, config)
+
+
+def _all_option_names(group: click.Group) -> set[str]:
+    names: set[str] = set()
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            names |= _all_option_names(command)
+        names |= {p.name for p in command.params if p.name}
+    return names
+
+
+def _as_text(value: Any) -> Any:
+    """Config values as the text a flag would carry, so click checks them like flags.
+
+    TOML gives ints, floats, booleans and dates; handed to click as they are, some slip past its
+    type checks (a number as a path is taken for a file descriptor).
+    """
+    if isinstance(value, list):
+        return [_as_text(item) for item in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    return str(value)
 
 
 def _defaults_for(
@@ -53,7 +81,7 @@ def _defaults_for(
             result[name] = _defaults_for(command, {**inherited, **own}, table)
             continue
         params = {p.name for p in command.params if p.name}
-        values = {k: v for k, v in {**inherited, **own}.items() if k in params}
+        values = {k: _as_text(v) for k, v in {**inherited, **own}.items() if k in params}
         unknown = set(own) - params
         if unknown:
             raise UsageError(

@@ -6,6 +6,7 @@ tools see progress: on assignment the service always starts from the offsets sto
 
 import hashlib
 import logging
+import re
 import signal
 import socket
 import time
@@ -65,7 +66,7 @@ class IngestService:
         self.batch_started = time.monotonic()
         self.stopping = False
         self.waiting_for_topic = False
-        self.consumer = Consumer(self._consumer_config())
+        self.consumer = Consumer(self._consumer_config(), logger=_librdkafka_log())
         self.publisher = Publisher(
             self.writer.con,
             settings.db,
@@ -305,6 +306,33 @@ class IngestService:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+class _Repeats(logging.Filter):
+    """Lets each kind of librdkafka message through once a minute: an unreachable broker is
+    reported every few milliseconds otherwise, and would drown the service's own log."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        super().__init__()
+        self.every = every
+        self.last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = re.sub(r"\d+", "#", record.getMessage())[:200]
+        now = time.monotonic()
+        if now - self.last.get(kind, -self.every) < self.every:
+            return False
+        if len(self.last) > 1000:
+            self.last.clear()
+        self.last[kind] = now
+        return True
+
+
+def _librdkafka_log() -> logging.Logger:
+    logger = logging.getLogger("chargeback.librdkafka")
+    if not logger.filters:
+        logger.addFilter(_Repeats())
+    return logger
 
 
 def _where(offset: int) -> str:

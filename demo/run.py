@@ -85,12 +85,15 @@ def run_demo(settings: DemoSettings, say: Say) -> None:
     except (Stop, KeyboardInterrupt):
         say("stopping…")
     finally:
+        # Each step runs even if an earlier one failed (a closed terminal, a stuck service).
         signal.signal(signal.SIGTERM, previous)
-        if service is not None:
-            _stop_service(service, say)
-        if started_broker:
-            broker.stop(settings.kafka_dir)
-            say("stopped the local Kafka")
+        try:
+            if service is not None:
+                _stop_service(service, say)
+        finally:
+            if started_broker:
+                broker.stop(settings.kafka_dir)
+                say("stopped the local Kafka")
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
@@ -165,7 +168,10 @@ def _backfill(settings: DemoSettings, bootstrap: str, say: Say) -> None:
         bad_fraction=0.001,
     )
     bar = ProgressBar(f"backfill of {settings.days} days", settings.events, say)
-    sent = fill_topic(bootstrap, settings.topic, records, progress=bar.update)
+    # log_level 3: the coordinator's "load in progress, retrying" on a new broker is not news.
+    sent = fill_topic(
+        bootstrap, settings.topic, records, progress=bar.update, config={"log_level": 3}
+    )
     bar.done(sent)
 
 
@@ -213,7 +219,7 @@ def _live(
     say: Say,
 ) -> None:
     say(f"live: about {settings.rate:g} events a second until Ctrl-C")
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "log_level": 3})
     seconds: Iterator[list[tuple[str, bytes]]] = live_events(
         settings.seed, datetime.now(UTC), settings.rate, settings.accounts, bad_fraction=0.001
     )

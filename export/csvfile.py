@@ -7,6 +7,7 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 
+from chargeback.errors import ChargebackError
 from export.table import ChargebackTable, Value
 
 
@@ -38,9 +39,12 @@ def render_csv(table: ChargebackTable) -> str:
 
 def write_csv(table: ChargebackTable, folder: Path) -> Path:
     """Write the file atomically: aside in the same folder, then renamed into place."""
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / file_name(table)
-    handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
+    except OSError as error:
+        raise ChargebackError(f"cannot write to {folder}: {error.strerror}") from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             out.write(render_csv(table))

@@ -258,7 +258,10 @@ def test_set_then_show_round_trips(tmp_path: Path) -> None:
     runner = CliRunner()
     first = runner.invoke(
         rates,
-        ["set", "--ingress", "0.05", "--egress", "0.09", "--from", "2026-01-01", "--db", str(db)],
+        [
+            *("set", "--ingress", "0.05", "--egress", "0.09", "--from", "2026-01-01"),
+            *("--currency", "eur", "--unit", "gib", "--db", str(db)),
+        ],
     )
     assert first.exit_code == 0, first.output
     assert "stored: from 2026-01-01  cluster (all clusters)  ingress 0.05  egress 0.09" in (
@@ -268,12 +271,16 @@ def test_set_then_show_round_trips(tmp_path: Path) -> None:
         rates,
         [
             *("set", "--ingress", "0.04", "--egress", "0.08", "--from", "2026-06-01"),
-            *("--cluster", "prod-eu", "--currency", "eur", "--unit", "gib"),
+            *("--cluster", "prod-eu"),
         ],
         env={"CHARGEBACK_DB": str(db)},
     )
     assert second.exit_code == 0, second.output
-    assert "currency changed from USD to EUR" in second.output
+    for change in (["--currency", "USD"], ["--unit", "GB"]):  # would reprice the past
+        refused = runner.invoke(
+            rates, ["set", "--ingress", "1", "--egress", "1", *change, "--db", str(db)]
+        )
+        assert refused.exit_code != 0 and "edit" in str(refused.exception), refused.output
     assert not db.exists()  # only the rates file was written
     shown = runner.invoke(rates, ["show", "--db", str(db)])
     assert shown.exit_code == 0, shown.output

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from chargeback.errors import UsageError
 from chargeback.options import db_option, env, timezone_option
 from views.rates import (
     DEFAULT_RATES,
@@ -115,6 +116,18 @@ def set_cmd(
     new_unit = None if unit is None else parse_unit(unit, "--unit")
     path = rates_path_for(db)
     old = load_rates(path)
+    # Currency and unit belong to the whole file: changing them would silently reprice (or
+    # relabel) every past entry, which effective dating exists to prevent.
+    if not old.is_default and new_currency not in (None, old.currency):
+        raise UsageError(
+            f"the rates file prices in {old.currency}: changing the currency would relabel every"
+            f" past entry; edit {path} by hand if you mean it"
+        )
+    if not old.is_default and new_unit not in (None, old.unit):
+        raise UsageError(
+            f"the rates file prices per {old.unit}: changing the unit would reprice every past"
+            f" entry; edit {path} by hand if you mean it"
+        )
     book = set_rate(old, ingress_price, egress_price, day, cluster, new_currency, new_unit)
     save_rates(path, book)
     notes = []
@@ -125,16 +138,6 @@ def set_cmd(
         notes.append(
             f"no global price was set: kept the default ({default.ingress:f} / {default.egress:f}"
             f" {book.currency} per {book.unit}) for the other clusters, now in {path}"
-        )
-    if book.currency != old.currency and not old.is_default:
-        notes.append(
-            f"currency changed from {old.currency} to {book.currency} for every entry;"
-            " prices were not converted"
-        )
-    if book.unit != old.unit and not old.is_default:
-        notes.append(
-            f"unit changed from {old.unit} to {book.unit} for every entry;"
-            " prices were not converted"
         )
     for note in notes:
         click.echo(f"note: {note}", err=True)
