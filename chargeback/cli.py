@@ -12,8 +12,16 @@ import duckdb
 from confluent_kafka import KafkaException
 
 from chargeback.config import default_map, load_config
-from chargeback.errors import ChargebackError, UsageError
-from chargeback.options import db_option, env, timezone_option
+from chargeback.errors import ChargebackError
+from chargeback.options import (
+    bootstrap_option,
+    db_option,
+    env,
+    kafka_option_option,
+    parse_kafka_options,
+    timezone_option,
+    topic_option,
+)
 from collect.cli import collect
 from dashboard.cli import serve
 from export.schedule_cli import schedule
@@ -45,31 +53,9 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
     ctx.default_map = default_map(main, config)
 
 
-def parse_kafka_options(items: tuple[str, ...]) -> dict[str, str]:
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--kafka-option takes KEY=VALUE, got {item!r}")
-        options[key.strip()] = value
-    return options
-
-
 @main.command()
-@click.option(
-    "--bootstrap-servers",
-    default="127.0.0.1:9092",
-    show_default=True,
-    envvar=env("bootstrap_servers"),
-    help="Kafka bootstrap servers, HOST:PORT[,…].",
-)
-@click.option(
-    "--topic",
-    default="chargeback.usage",
-    show_default=True,
-    envvar=env("topic"),
-    help="The usage-event topic.",
-)
+@bootstrap_option("Kafka bootstrap servers, HOST:PORT[,…].")
+@topic_option("The usage-event topic.")
 @click.option(
     "--group",
     default="chargeback",
@@ -142,13 +128,7 @@ def parse_kafka_options(items: tuple[str, ...]) -> dict[str, str]:
     envvar=env("publish_interval"),
     help="Seconds the published read copy may lag behind the store (0: no copy).",
 )
-@click.option(
-    "--kafka-option",
-    "kafka_option",
-    multiple=True,
-    envvar=env("kafka_option"),
-    help="Extra librdkafka consumer setting KEY=VALUE (SASL, TLS …); repeatable.",
-)
+@kafka_option_option("Extra librdkafka consumer setting KEY=VALUE (SASL, TLS …); repeatable.")
 def ingest(**options: Any) -> None:
     """The always-on ingestion service: usage events from Kafka into daily totals in DuckDB."""
     from consumer.service import IngestService, IngestSettings
@@ -251,12 +231,8 @@ def export(**options: Any) -> None:
 
 
 @main.command()
-@click.option(
-    "--bootstrap-servers",
-    envvar=env("bootstrap_servers"),
-    help="Use this Kafka instead of starting a local one.",
-)
-@click.option("--topic", default="chargeback.usage", show_default=True, envvar=env("topic"))
+@bootstrap_option("Use this Kafka instead of starting a local one.", default=None)
+@topic_option("The usage-event topic.")
 @click.option(
     "--partitions",
     type=click.IntRange(1, 64),

@@ -48,3 +48,40 @@ def timezone_option(help: str) -> Callable[[F], F]:
         callback=lambda _ctx, _param, value: check_timezone(value),
         help=help,
     )
+
+
+def bootstrap_option(help: str, default: str | None = "127.0.0.1:9092") -> Callable[[F], F]:
+    return click.option(
+        "--bootstrap-servers",
+        default=default,
+        show_default=default is not None,
+        envvar=env("bootstrap_servers"),
+        help=help,
+    )
+
+
+def topic_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--topic",
+        default="chargeback.usage",
+        show_default=True,
+        envvar=env("topic"),
+        help=help,
+    )
+
+
+def kafka_option_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--kafka-option", "kafka_option", multiple=True, envvar=env("kafka_option"), help=help
+    )
+
+
+def parse_kafka_options(items: tuple[str, ...]) -> dict[str, str]:
+    """`--kafka-option KEY=VALUE` pairs as a librdkafka config dict."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--kafka-option takes KEY=VALUE, got {item!r}")
+        options[key.strip()] = value
+    return options

@@ -12,7 +12,13 @@ from typing import Any, Protocol
 import click
 
 from chargeback.errors import ChargebackError, UsageError
-from chargeback.options import env
+from chargeback.options import (
+    bootstrap_option,
+    env,
+    kafka_option_option,
+    parse_kafka_options,
+    topic_option,
+)
 
 log = logging.getLogger("chargeback.collect")
 
@@ -24,27 +30,11 @@ class Collector(Protocol):
 
 
 def _kafka_options(func: Any) -> Any:
-    func = click.option(
-        "--kafka-option",
-        "kafka_option",
-        multiple=True,
-        envvar=env("kafka_option"),
-        help="Extra librdkafka producer setting KEY=VALUE (SASL, TLS …); repeatable.",
+    func = kafka_option_option(
+        "Extra librdkafka producer setting KEY=VALUE (SASL, TLS …); repeatable."
     )(func)
-    func = click.option(
-        "--topic",
-        default="chargeback.usage",
-        show_default=True,
-        envvar=env("topic"),
-        help="The usage-event topic written to.",
-    )(func)
-    return click.option(
-        "--bootstrap-servers",
-        default="127.0.0.1:9092",
-        show_default=True,
-        envvar=env("bootstrap_servers"),
-        help="Kafka bootstrap servers of the usage topic, HOST:PORT[,…].",
-    )(func)
+    func = topic_option("The usage-event topic written to.")(func)
+    return bootstrap_option("Kafka bootstrap servers of the usage topic, HOST:PORT[,…].")(func)
 
 
 def _basic_auth(user: str, password: str) -> dict[str, str]:
@@ -53,7 +43,6 @@ def _basic_auth(user: str, password: str) -> dict[str, str]:
 
 
 def _producer(options: dict[str, Any]) -> Any:
-    from chargeback.cli import parse_kafka_options  # here: chargeback.cli imports this module
     from collect.emit import UsageProducer
 
     return UsageProducer(
