@@ -14,7 +14,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -39,11 +39,20 @@ def start(
     *,
     progress: Progress = _quiet,
     timeout: float = START_TIMEOUT_S,
+    extra_listeners: Mapping[str, tuple[str, int]] | None = None,
+    extra_properties: Mapping[str, str] | None = None,
+    jvm_options: Sequence[str] = (),
 ) -> str:
     """Start the broker kept in ``dir`` unless it runs already; return its bootstrap address.
 
     ``port=0`` picks a free port (the one used last time, if still free). Returns only once
-    the broker answers a metadata request.
+    the broker answers a metadata request (on the PLAINTEXT listener).
+
+    For tests that need more than the plain broker: ``extra_listeners`` maps a listener name
+    to (security protocol, port), e.g. ``{"SASL_PLAINTEXT": ("SASL_PLAINTEXT", 19094)}``,
+    added beside PLAINTEXT and CONTROLLER (and advertised on 127.0.0.1); ``extra_properties``
+    are written into ``server.properties`` over the defaults; ``jvm_options`` go to the
+    broker's JVM only (not to the storage format run), e.g. a ``-javaagent:`` option.
     """
     dir = dir.resolve()
     dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +67,9 @@ def start(
         controller_port = _choose_port(
             0, _port_of(previous.get("listeners"), "CONTROLLER"), avoid=broker_port
         )
-        _write_config(dir, broker_port, controller_port)
+        _write_config(
+            dir, broker_port, controller_port, extra_listeners or {}, extra_properties or {}
+        )
         address = f"{HOST}:{broker_port}"
 
         java = java_executable()
@@ -71,7 +82,7 @@ def start(
             _format_storage(dir, java, classpath)
 
         progress(f"starting Apache Kafka {KAFKA_VERSION} on {address} (logs in {dir / 'logs'})")
-        pid = _spawn(dir, java, classpath)
+        pid = _spawn(dir, java, classpath, jvm_options)
         _write_pid(dir, pid)
         try:
             _wait_serving(address, timeout, dir=dir, pid=pid)
@@ -140,10 +151,21 @@ def _server_properties(dir: Path, broker_port: int, controller_port: int) -> dic
     }
 
 
-def _write_config(dir: Path, broker_port: int, controller_port: int) -> None:
+def _write_config(
+    dir: Path,
+    broker_port: int,
+    controller_port: int,
+    extra_listeners: Mapping[str, tuple[str, int]],
+    extra_properties: Mapping[str, str],
+) -> None:
     (dir / "data").mkdir(exist_ok=True)
     (dir / "logs").mkdir(exist_ok=True)
     props = _server_properties(dir, broker_port, controller_port)
+    for name, (protocol, listener_port) in extra_listeners.items():
+        props["listeners"] += f",{name}://{HOST}:{listener_port}"
+        props["advertised.listeners"] += f",{name}://{HOST}:{listener_port}"
+        props["listener.security.protocol.map"] += f",{name}:{protocol}"
+    props.update(extra_properties)
     text = "# Written by localkafka (kafka-chargeback); rewritten on every start.\n"
     text += "".join(f"{key}={value}\n" for key, value in props.items())
     _atomic_write(dir / "server.properties", text)
@@ -251,7 +273,7 @@ def _format_storage(dir: Path, java: str, classpath: str) -> None:
         raise KafkaUnavailableError(f"formatting Kafka storage failed (exit {code}): {_tail(out)}")
 
 
-def _spawn(dir: Path, java: str, classpath: str) -> int:
+def _spawn(dir: Path, java: str, classpath: str, jvm_options: Sequence[str] = ()) -> int:
     out = dir / "logs" / "server.out"
     cmd = [
         java,
@@ -261,6 +283,7 @@ def _spawn(dir: Path, java: str, classpath: str) -> int:
         "-XX:MaxGCPauseMillis=20",
         "-XX:InitiatingHeapOccupancyPercent=35",
         "-XX:+ExplicitGCInvokesConcurrent",
+        *jvm_options,
         *_jvm_args(dir, classpath),
         "kafka.Kafka",
         str(dir / "server.properties"),

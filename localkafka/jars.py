@@ -18,6 +18,9 @@ from chargeback.errors import KafkaUnavailableError
 
 KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"
+# The newest jmx_exporter Java agent on Maven Central: from 1.1.0 on the agent jar is published
+# on GitHub Releases only (Maven Central carries just the `collector` library).
+JMX_EXPORTER_VERSION = "1.0.1"
 
 _FETCH_TIMEOUT_S = 900
 
@@ -58,11 +61,53 @@ def kafka_classpath() -> list[Path]:
         return jars
     libs = cache_dir() / "libs"
     if not libs.is_dir():
-        _fetch(libs)
+        _fetch(libs, _pom_text(), "kafka_*.jar", f"Apache Kafka {KAFKA_VERSION}")
     jars = sorted(libs.glob("*.jar"))
     if not jars:
         raise KafkaUnavailableError(f"{libs} holds no jar files; delete it and try again")
     return jars
+
+
+def jmx_exporter_agent() -> Path:
+    """``io.prometheus.jmx:jmx_prometheus_javaagent`` (JMX_EXPORTER_VERSION), for ``-javaagent:``.
+
+    Kept beside the Kafka jars in the per-user cache, fetched with Maven the first time.
+    """
+    name = f"jmx_prometheus_javaagent-{JMX_EXPORTER_VERSION}.jar"
+    jar = cache_dir().parent / f"jmx-exporter-{JMX_EXPORTER_VERSION}" / name
+    if not jar.is_file():
+        pom = _JMX_POM.replace("@JMX_EXPORTER_VERSION@", JMX_EXPORTER_VERSION)
+        _fetch(jar.parent, pom, name, f"jmx_exporter {JMX_EXPORTER_VERSION}")
+    return jar
+
+
+_JMX_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.kafka-chargeback</groupId>
+  <artifactId>localkafka-jmx-exporter</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>io.prometheus.jmx</groupId>
+      <artifactId>jmx_prometheus_javaagent</artifactId>
+      <version>@JMX_EXPORTER_VERSION@</version>
+    </dependency>
+  </dependencies>
+  <build>
+    <pluginManagement>
+      <plugins>
+        <plugin>
+          <groupId>org.apache.maven.plugins</groupId>
+          <artifactId>maven-dependency-plugin</artifactId>
+          <version>3.8.1</version>
+        </plugin>
+      </plugins>
+    </pluginManagement>
+  </build>
+</project>
+"""
 
 
 def _pom_text() -> str:
@@ -70,20 +115,21 @@ def _pom_text() -> str:
     return template.replace("@KAFKA_VERSION@", KAFKA_VERSION)
 
 
-def _fetch(libs: Path) -> None:
-    """Download the jars into ``libs``: into a temp folder beside it, then one rename."""
+def _fetch(libs: Path, pom: str, expected: str, what: str) -> None:
+    """Download ``pom``'s runtime jars into ``libs``: into a temp folder beside it, then one
+    rename. ``expected``: a glob one of them must match; ``what``: its name for messages."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise KafkaUnavailableError(
-            f"mvn not found: install Maven to fetch Apache Kafka {KAFKA_VERSION}, "
-            "or set KAFKA_HOME to an unpacked Kafka distribution"
+            f"mvn not found: install Maven to fetch {what}"
+            + (", or set KAFKA_HOME to an unpacked Kafka distribution" if "Kafka" in what else "")
         )
     java_executable()  # mvn needs it too; fail with the clearer message
     parent = libs.parent
     parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=parent))
     try:
-        (work / "pom.xml").write_text(_pom_text(), encoding="utf-8")
+        (work / "pom.xml").write_text(pom, encoding="utf-8")
         out = work / "libs"
         cmd = [
             mvn,
@@ -108,11 +154,11 @@ def _fetch(libs: Path) -> None:
             )
         except subprocess.TimeoutExpired as exc:
             raise KafkaUnavailableError(
-                f"fetching Apache Kafka {KAFKA_VERSION} with mvn took over {_FETCH_TIMEOUT_S} s"
+                f"fetching {what} with mvn took over {_FETCH_TIMEOUT_S} s"
             ) from exc
-        if proc.returncode != 0 or not any(out.glob("kafka_*.jar")):
+        if proc.returncode != 0 or not any(out.glob(expected)):
             raise KafkaUnavailableError(
-                f"fetching Apache Kafka {KAFKA_VERSION} with mvn failed "
+                f"fetching {what} with mvn failed "
                 f"(exit {proc.returncode}): {_last_line(proc.stdout + proc.stderr)}"
             )
         try:
