@@ -12,7 +12,7 @@ import duckdb
 from confluent_kafka import KafkaException
 
 from chargeback.config import default_map, load_config
-from chargeback.errors import ChargebackError
+from chargeback.errors import ChargebackError, UsageError
 from chargeback.options import (
     bootstrap_option,
     db_option,
@@ -165,10 +165,8 @@ def ingest(**options: Any) -> None:
 @click.option(
     "--bucket",
     type=click.Choice(["day", "month"]),
-    default="day",
-    show_default=True,
     envvar=env("bucket"),
-    help="Bucket size of a custom range.",
+    help="Bucket size of a custom range [default: day].",
 )
 @click.option(
     "--filter",
@@ -202,13 +200,15 @@ def export(**options: Any) -> None:
         text = options[name]
         return None if text is None else parse_date(text, flag)
 
+    if options["bucket"] and options["period"]:
+        raise UsageError("--bucket goes with --from/--to; a named period has its own buckets")
     request = ExportRequest(
         tab=Tab.parse(options["tab"]),
         period=options["period"],
         as_of=date_option("as_of", "--as-of"),
         first=date_option("first", "--from"),
         last=date_option("last", "--to"),
-        bucket=options["bucket"],
+        bucket=options["bucket"] or "day",
         filter_text=options["filter_text"],
         cluster=options["cluster"],
         sort=options["sort"],
@@ -371,6 +371,14 @@ def run(args: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # a bug: still one line for the user, the traceback with -v
+        logging.getLogger("chargeback").debug("internal error", exc_info=True)
+        click.echo(
+            f"chargeback: internal error: {type(error).__name__}: {first_line(error)}"
+            " (run with -v for details, and please report it)",
+            err=True,
+        )
+        return 1
     # Without standalone mode click returns ctx.exit()'s code instead of exiting with it.
     return result if isinstance(result, int) else 0
 

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import click
 
@@ -35,6 +36,13 @@ def _kafka_options(func: Any) -> Any:
     )(func)
     func = topic_option("The usage-event topic written to.")(func)
     return bootstrap_option("Kafka bootstrap servers of the usage topic, HOST:PORT[,…].")(func)
+
+
+def check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"--url must be an http(s) URL, got {value!r}")
+    return value
 
 
 def _basic_auth(user: str, password: str) -> dict[str, str]:
@@ -113,6 +121,7 @@ def collect() -> None:
     default="https://api.telemetry.confluent.cloud",
     show_default=True,
     envvar=env("ccloud_url"),
+    callback=lambda _ctx, _param, value: check_url(value),
     help="Base URL of the Metrics API.",
 )
 @click.option(
@@ -168,6 +177,7 @@ def confluent_cloud(**options: Any) -> None:
     multiple=True,
     required=True,
     envvar=env("prometheus_url"),
+    callback=lambda _ctx, _param, values: tuple(check_url(v) for v in values),
     help="Endpoint to scrape (one per broker in quota mode); repeatable.",
 )
 @click.option(

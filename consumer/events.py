@@ -16,6 +16,8 @@ MAX_BYTES = 2**53
 MAX_ACCOUNT_CHARS = 256
 MAX_NAME_CHARS = 256  # cluster, client_id, topic: same bound as the account, for the same reason
 TYPES = ("produce", "fetch")
+# Names end up in CSV files and terminals: a NUL or a newline in one is never a real name.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # RFC 3339 date-time: full date, 'T' or space, full time, optional fraction, mandatory offset.
 RFC3339 = re.compile(
@@ -217,8 +219,16 @@ class EventParser:
             client_id = _optional_name(doc, "client_id", "")
         if type(topic) is not str or len(topic) > MAX_NAME_CHARS:
             topic = _optional_name(doc, "topic", "")
+        if CONTROL.search(account + cluster + client_id + topic):
+            raise Rejected(_control_reason(account, cluster, client_id, topic), "bad_field")
         key = (self.days.day_of(epoch_ms), cluster, account, client_id, topic)
         return (key, size, 0) if kind == "produce" else (key, 0, size)
+
+
+def _control_reason(account: str, cluster: str, client_id: str, topic: str) -> str:
+    names = {"service_account": account, "cluster": cluster, "client_id": client_id}
+    field = next((f for f, v in names.items() if CONTROL.search(v)), "topic")
+    return f"{field} contains control characters"
 
 
 def _optional_name(doc: dict[str, object], field: str, default: str) -> str:

@@ -100,6 +100,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._handle(self._post)
 
+    def _not_allowed(self) -> None:
+        self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"{self.command} is not supported"})
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
     def _handle(self, route: Any) -> None:
         try:
             self._check_host()

@@ -220,8 +220,17 @@ def _live(
 ) -> None:
     say(f"live: about {settings.rate:g} events a second until Ctrl-C")
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "log_level": 3})
+    # Live events come far more often than the backfill's; each carries proportionally fewer
+    # bytes, so a live day has the volume of a backfilled one and the chart stays true.
+    backfill_per_second = max(settings.events, 1) / (settings.days * 86_400)
+    scale = min(1.0, backfill_per_second / settings.rate) if settings.rate else 1.0
     seconds: Iterator[list[tuple[str, bytes]]] = live_events(
-        settings.seed, datetime.now(UTC), settings.rate, settings.accounts, bad_fraction=0.001
+        settings.seed,
+        datetime.now(UTC),
+        settings.rate,
+        settings.accounts,
+        bad_fraction=0.001,
+        bytes_scale=scale,
     )
     sent, tick = 0, time.monotonic()
     try:

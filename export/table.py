@@ -167,10 +167,10 @@ def read_plan(
     pieces: list[Piece] = []
     month = period.first.replace(day=1)
     while month <= period.last:
-        following = (month + timedelta(days=31)).replace(day=1)
-        first, last = max(period.first, month), min(period.last, following - timedelta(days=1))
+        month_end = _month_end(month)
+        first, last = max(period.first, month), min(period.last, month_end)
         cuts = [d for d in starts if first < d <= last]
-        whole = first == month and last == following - timedelta(days=1)
+        whole = first == month and last == month_end
         if whole and not cuts and monthly_totals:
             pieces.append(Piece(first, last, True))
         else:
@@ -178,7 +178,9 @@ def read_plan(
             pieces += [
                 Piece(a, b, False) for a, b in zip([first, *cuts], [*ends, last], strict=True)
             ]
-        month = following
+        if month_end == date.max:  # December 9999: there is no next month
+            break
+        month = month_end + timedelta(days=1)
     return pieces
 
 
@@ -256,6 +258,13 @@ def sort_rows(rows: list[Row], sort: Sort, header: Sequence[str]) -> list[Row]:
 
     # sorted() is stable, with reverse too: ties keep the names ascending.
     return sorted(by_name, key=value, reverse=sort.descending)
+
+
+def _month_end(month: date) -> date:
+    """The last day of the month that starts on `month`."""
+    if month.year == date.max.year and month.month == 12:
+        return date.max
+    return (month + timedelta(days=31)).replace(day=1) - timedelta(days=1)
 
 
 def clusters(con: duckdb.DuckDBPyConnection) -> list[str]:

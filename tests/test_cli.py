@@ -68,6 +68,11 @@ def test_every_command_has_help(path: str, command: click.Command) -> None:
         (["ingest", "--timezone", "Moon/Base"], "unknown time zone 'Moon/Base'"),
         (["ingest", "--kafka-option", "nokey"], "--kafka-option takes KEY=VALUE"),
         (["--config", "/nonexistent.toml", "export"], "config file /nonexistent.toml does not"),
+        (["export", "--tab", "cost", "--period", "30D", "--bucket", "month"], "--bucket goes with"),
+        (
+            ["collect", "prometheus", "--mode", "quota", "--url", "not-a-url", "--once"],
+            "--url must be an http(s) URL",
+        ),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(args: list[str], expected: str) -> None:
@@ -110,3 +115,17 @@ def test_flag_beats_environment_beats_config_file_beats_default(
     monkeypatch.delenv("CHARGEBACK_OUT")
     assert run([*export, "--db", str(db)]) == 0
     assert (tmp_path / "exports" / name).exists()  # the default
+
+
+def test_the_last_month_there_is_exports_without_overflow(tmp_path: Path) -> None:
+    db = tmp_path / "chargeback.duckdb"
+    open_store(db).close()
+    out = tmp_path / "out"
+    args = ["--db", str(db), "--out", str(out), "--tab", "cost"]
+    assert (
+        run(["export", *args, "--from", "9999-11-01", "--to", "9999-12-31", "--bucket", "month"])
+        == 0
+    )
+    assert run(["export", *args, "--period", "YTD", "--as-of", "9999-12-31"]) == 0
+    header = (out / "Chargeback_9999-11-01_9999-12-31_OverallCost.csv").read_text().splitlines()[0]
+    assert header == "Service Account,9999-11,9999-12,Total"

@@ -189,6 +189,14 @@ def test_bytes_at_the_bounds() -> None:
             "element 1: bytes is negative",
         ),
         (b" " * 65_537, "record too large (65537 bytes > 65536)"),
+        (
+            b'{"service_account": "a\\u0000b", "type": "fetch", "bytes": 1}',
+            "service_account contains control characters",
+        ),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1, "topic": "t\\nx"}',
+            "topic contains control characters",
+        ),
     ],
 )
 def test_bad_records_are_rejected_with_their_reason(value: bytes | None, expected: str) -> None:

@@ -225,7 +225,7 @@ def test_saving_and_loading_round_trips_atomically(tmp_path: Path) -> None:
     path = tmp_path / "new" / "rates.toml"
     original = book(
         global_rate("2026-01-01", "0.050", "123456789.123456789"),
-        cluster_rate("2026-02-01", 'we "ird" \\ clüster\t', "0", "0.000000001"),
+        cluster_rate("2026-02-01", 'we "ird" \\ clüster', "0", "0.000000001"),
         currency="CHF",
         unit="GiB",
     )
@@ -528,3 +528,12 @@ def test_round_money_is_half_up_to_two_places() -> None:
 def test_a_book_without_a_global_price_cannot_be_built() -> None:
     with pytest.raises(ValueError, match="global entry"):
         book(cluster_rate("2026-01-01", "c1", "1", "1"))
+
+
+def test_a_cluster_name_with_control_characters_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "rates.toml").write_text(
+        '[[rate]]\nfrom = 2026-01-01\ningress = "1"\negress = "1"\n'
+        '[[rate]]\nfrom = 2026-01-01\ncluster = "a\\nb"\ningress = "1"\negress = "1"\n'
+    )
+    with pytest.raises(UsageError, match="must not contain control characters"):
+        load_rates(tmp_path / "rates.toml")

@@ -121,6 +121,7 @@ class TrafficModel:
         late_fraction: float = 0.0,
         bad_fraction: float = 0.0,
         lifecycle: bool = True,
+        bytes_scale: float = 1.0,
     ) -> Iterator[tuple[str, bytes]]:
         """`count` records spread over [start_ms, end_ms) in time order, apart from late ones.
 
@@ -170,7 +171,7 @@ class TrafficModel:
                 moment = b_start + int(r * b_len)
                 if late_fraction and uniform() < late_fraction:
                     moment = max(0, moment - _lateness(rng))
-                size = int(t[4] * noise[getrandbits(noise_bits)])
+                size = int(t[4] * bytes_scale * noise[getrandbits(noise_bits)])
                 offset = t[5]
                 if offset is None:
                     stamp = str(moment)
@@ -478,11 +479,13 @@ def live_events(
     per_second: float,
     accounts: int = 40,
     bad_fraction: float = 0.0,
+    bytes_scale: float = 1.0,
 ) -> Iterator[list[tuple[str, bytes]]]:
     """Endless traffic from `now` on: one list of records per second of event time.
 
     List i holds the events of [now + i s, now + i + 1 s), about `per_second` of them (fractions
-    carry over). The caller paces: send list i once that second has come.
+    carry over). The caller paces: send list i once that second has come. `bytes_scale`
+    multiplies every event's bytes, so many small reports can carry a day's usual volume.
     """
     if per_second < 0:
         raise ValueError("per_second must not be negative")
@@ -495,6 +498,14 @@ def live_events(
         n = int(owed)
         owed -= n
         yield list(
-            model.records(rng, moment, moment + 1000, n, bad_fraction=bad_fraction, lifecycle=False)
+            model.records(
+                rng,
+                moment,
+                moment + 1000,
+                n,
+                bad_fraction=bad_fraction,
+                lifecycle=False,
+                bytes_scale=bytes_scale,
+            )
         )
         moment += 1000

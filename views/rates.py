@@ -138,6 +138,8 @@ def parse_unit(value: object, what: str = "unit") -> str:
 def parse_cluster(value: object, what: str = "cluster") -> str:
     if not isinstance(value, str) or not value.strip():
         raise UsageError(f"{what} must be a non-empty string, got {value!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise UsageError(f"{what} must not contain control characters, got {value!r}")
     return value
 
 
