@@ -18,6 +18,7 @@ from chargeback.options import (
     db_option,
     env,
     kafka_option_option,
+    out_option,
     parse_kafka_options,
     timezone_option,
     topic_option,
@@ -180,14 +181,7 @@ def ingest(**options: Any) -> None:
     envvar=env("sort"),
     help="COLUMN[:asc|:desc]: 'Service Account', a bucket, or Total [default: Total:desc].",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("exports"),
-    show_default=True,
-    envvar=env("out"),
-    help="Folder the CSV is written to.",
-)
+@out_option("Folder the CSV is written to.")
 @db_option("The DuckDB store (its published copy is read while the service runs).")
 @timezone_option("Reporting time zone: what 'today' is.")
 def export(**options: Any) -> None:
@@ -282,14 +276,7 @@ def export(**options: Any) -> None:
     help="The same seed gives the same traffic.",
 )
 @db_option("The DuckDB store file.")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("exports"),
-    show_default=True,
-    envvar=env("out"),
-    help="Folder for the CSV exports.",
-)
+@out_option("Folder for the CSV exports.")
 @click.option(
     "--kafka-dir",
     type=click.Path(path_type=Path, file_okay=False),

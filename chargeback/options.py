@@ -85,3 +85,15 @@ def parse_kafka_options(items: tuple[str, ...]) -> dict[str, str]:
             raise UsageError(f"--kafka-option takes KEY=VALUE, got {item!r}")
         options[key.strip()] = value
     return options
+
+
+def out_option(help: str) -> Callable[[F], F]:
+    """The folder CSV files go to."""
+    return click.option(
+        "--out",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=Path("exports"),
+        show_default=True,
+        envvar=env("out"),
+        help=help,
+    )

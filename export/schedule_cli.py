@@ -13,7 +13,7 @@ import click
 
 from chargeback.config import load_config
 from chargeback.errors import ChargebackError
-from chargeback.options import db_option, env, timezone_option
+from chargeback.options import db_option, env, out_option, timezone_option
 from export.schedule import Defaults, Scheduler, parse_jobs, select_jobs
 
 log = logging.getLogger("chargeback.schedule")
@@ -22,14 +22,7 @@ log = logging.getLogger("chargeback.schedule")
 @click.command()
 @db_option("The DuckDB store (its published copy is read while the service runs).")
 @timezone_option("Reporting time zone: cron times are read there, and it dates each run.")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("exports"),
-    show_default=True,
-    envvar=env("out"),
-    help="Folder for jobs that name none.",
-)
+@out_option("Folder for jobs that name none.")
 @click.option(
     "--once",
     is_flag=True,
