@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: bench/ is sys.path[0], the project is not
 
 import duckdb  # noqa: E402
+import ingest as ingest_bench  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from export.csvfile import write_csv  # noqa: E402
 from export.job import ExportRequest, query, resolve, run_export  # noqa: E402
@@ -517,20 +518,6 @@ def mib(size: int) -> str:
     return f"{size / 2**20:,.0f} MiB"
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    system = f"{platform.system()} {platform.machine()}"
-    return f"{os.cpu_count()} CPUs ({cpu}), {ram:.1f} GiB RAM, {system}"
-
-
 def report(
     args: argparse.Namespace,
     built: Build,
@@ -550,7 +537,7 @@ def report(
         " (Pareto accounts). Timings are wall time,"
         f" median / max of {n} runs (publishing: {n + 2}), page cache warm.",
         "",
-        f"- Machine: {machine()}",
+        f"- Machine: {ingest_bench.machine()}",
         f"- Python {platform.python_version()}, duckdb {duckdb.__version__}",
         f"- Store: {built.rows:,} rows in `usage_totals`, {built.series:,} series,"
         f" {built.first_day} .. {args.as_of}; built in {built.seconds:.1f} s"

@@ -119,6 +119,19 @@ def run(args: argparse.Namespace, bootstrap: str, work: Path) -> Result:
     ensure_topic(bootstrap, topic, args.partitions)
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     records = events(SEED, end - timedelta(days=365), end, args.events, accounts=args.accounts)
+    fill_seconds, value_bytes, ends = fill(bootstrap, topic, records, args.events, args.partitions)
+    print(f"filled in {fill_seconds:.1f} s; ingesting", flush=True)
+    return ingest(args, bootstrap, topic, ends, work, fill_seconds, value_bytes)
+
+
+def fill(
+    bootstrap: str,
+    topic: str,
+    records: Iterator[tuple[str, bytes]],
+    count: int,
+    partitions: int,
+) -> tuple[float, int, dict[int, int]]:
+    """Produce the records; return the seconds it took, their value bytes and the end offsets."""
     value_bytes = 0
 
     def measured() -> Iterator[tuple[str, bytes]]:
@@ -127,15 +140,14 @@ def run(args: argparse.Namespace, bootstrap: str, work: Path) -> Result:
             value_bytes += len(value)
             yield key, value
 
-    print(f"filling {topic} with {args.events:,} events", flush=True)
+    print(f"filling {topic} with {count:,} events", flush=True)
     started = time.monotonic()
     fill_topic(bootstrap, topic, measured(), progress=lambda n: print(f"  {n:,}", flush=True))
-    fill_seconds = time.monotonic() - started
-    ends = end_offsets(bootstrap, topic, args.partitions)
-    if sum(ends.values()) != args.events:
-        raise SystemExit(f"the topic holds {sum(ends.values())} records, not {args.events}")
-    print(f"filled in {fill_seconds:.1f} s; ingesting", flush=True)
-    return ingest(args, bootstrap, topic, ends, work, fill_seconds, value_bytes)
+    seconds = time.monotonic() - started
+    ends = end_offsets(bootstrap, topic, partitions)
+    if sum(ends.values()) != count:
+        raise SystemExit(f"the topic holds {sum(ends.values())} records, not {count}")
+    return seconds, value_bytes, ends
 
 
 def ingest(

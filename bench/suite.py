@@ -32,7 +32,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import metadata
@@ -49,7 +48,7 @@ import ingest as ingest_bench  # noqa: E402
 
 from localkafka import broker  # noqa: E402
 from traffic.model import events  # noqa: E402
-from traffic.produce import ensure_topic, fill_topic  # noqa: E402
+from traffic.produce import ensure_topic  # noqa: E402
 
 SEED = ingest_bench.SEED
 LATE_FRACTION = 0.01  # as the demo's traffic
@@ -177,21 +176,9 @@ def fill_the_topic(args: argparse.Namespace, bootstrap: str) -> Fill:
         late_fraction=LATE_FRACTION,
         bad_fraction=BAD_FRACTION,
     )
-    value_bytes = 0
-
-    def measured() -> Iterator[tuple[str, bytes]]:
-        nonlocal value_bytes
-        for key, value in records:
-            value_bytes += len(value)
-            yield key, value
-
-    print(f"filling {topic} with {args.events:,} events", flush=True)
-    started = time.monotonic()
-    fill_topic(bootstrap, topic, measured(), progress=lambda n: print(f"  {n:,}", flush=True))
-    seconds = time.monotonic() - started
-    ends = ingest_bench.end_offsets(bootstrap, topic, args.partitions)
-    if sum(ends.values()) != args.events:
-        raise SystemExit(f"the topic holds {sum(ends.values())} records, not {args.events}")
+    seconds, value_bytes, ends = ingest_bench.fill(
+        bootstrap, topic, records, args.events, args.partitions
+    )
     print(f"filled in {seconds:.1f} s ({value_bytes / args.events:.0f} B/record)", flush=True)
     return Fill(topic, seconds, value_bytes, ends)
 
