@@ -15,7 +15,6 @@ import orjson
 MAX_BYTES = 2**53
 MAX_ACCOUNT_CHARS = 256
 MAX_NAME_CHARS = 256  # cluster, client_id, topic: same bound as the account, for the same reason
-TYPES = ("produce", "fetch")
 # Names end up in CSV files and terminals: a NUL or a newline in one is never a real name.
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
