@@ -30,11 +30,16 @@ class Batch:
     def __len__(self) -> int:
         return self.records
 
-    def add_events(self, parser: EventParser, value: bytes | None, record_ms: int) -> None:
+    def add_events(
+        self,
+        parser: EventParser,
+        value: bytes | None,
+        record_ms: int,
+        horizon_ms: int | None = None,
+    ) -> None:
         """Parse one record and add its events; raises Rejected, leaving the totals untouched."""
-        events = parser.parse_keyed(value, record_ms)
         totals = self.totals
-        for key, produced, consumed in events:
+        for key, produced, consumed in parser.parse_keyed(value, record_ms, horizon_ms):
             sums = totals.get(key)
             if sums is None:
                 totals[key] = [produced, consumed, 1]
@@ -42,7 +47,7 @@ class Batch:
                 sums[0] += produced
                 sums[1] += consumed
                 sums[2] += 1
-        self.events += len(events)
+            self.events += 1
 
     def add_rejection(
         self,
@@ -60,7 +65,8 @@ class Batch:
             )
         )
 
-    def advance(self, topic: str, partition: int, offset: int) -> None:
-        """Record that every offset up to `offset` of the partition is in this batch."""
-        self.records += 1
+    def advance(self, topic: str, partition: int, offset: int, records: int = 1) -> None:
+        """Record that every offset up to `offset` of the partition is in this batch, `records`
+        more records in all."""
+        self.records += records
         self.next_offsets[(topic, partition)] = offset + 1

@@ -16,7 +16,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from chargeback.errors import KafkaUnavailableError, UsageError
 from consumer.batch import Batch
@@ -99,6 +106,9 @@ class IngestService:
             "fetch.max.bytes": 16 * 1024 * 1024,
             "max.partition.fetch.bytes": 4 * 1024 * 1024,
             "queued.max.messages.kbytes": 32 * 1024,
+            # librdkafka pauses fetching this long whenever its queue is above the bounds; the
+            # default (1 s) left a fast consumer idle: 150k records/s read instead of 800k+.
+            "fetch.queue.backoff.ms": 10,
             "error_cb": self._on_client_error,
             **s.kafka_config,
         }
@@ -163,22 +173,28 @@ class IngestService:
         messages = self.consumer.consume(num_messages=10_000, timeout=0.2)
         self.metrics.last_loop_at = time.monotonic()
         batch, parser, topic = self.batch, self.parser, s.topic
-        received_at = datetime.now(UTC)
+        add_events, horizon_ms = batch.add_events, parser.horizon_ms()
+        # Each partition's last message (the next offset follows it); no casts in this loop, as
+        # typing.cast is a call: partition() is set on every message without an error.
+        last: dict[int | None, Message] = {}
+        errors = 0
         for message in messages:
             error = message.error()
             if error is not None:
                 self._on_message_error(error)
+                errors += 1
                 continue
-            partition = cast(int, message.partition())  # set on every message without an error
-            offset = cast(int, message.offset())
             value = message.value()
             try:
-                batch.add_events(parser, value, message.timestamp()[1])
+                add_events(parser, value, message.timestamp()[1], horizon_ms)
             except Rejected as rejected:
-                batch.add_rejection(
-                    rejected, value, (topic, partition, offset), received_at, s.payload_limit
-                )
-            batch.advance(topic, partition, offset)
+                where = (topic, cast(int, message.partition()), cast(int, message.offset()))
+                batch.add_rejection(rejected, value, where, datetime.now(UTC), s.payload_limit)
+            last[message.partition()] = message
+        records = len(messages) - errors
+        for partition, message in last.items():
+            batch.advance(topic, cast(int, partition), cast(int, message.offset()), records)
+            records = 0
         if messages and self.waiting_for_topic:
             self.waiting_for_topic = False
         if len(batch) >= s.batch_max_records or (

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer import events as events_module
 from consumer.events import DayResolver, Event, EventParser, Rejected, parse_rfc3339_ms
 
 NOW_MS = 1_780_000_000_000  # 2026-05-28T20:26:40Z, a fixed "now"
@@ -276,3 +277,75 @@ def test_rfc3339_agrees_with_datetime_arithmetic(
     aware = moment.replace(microsecond=0, tzinfo=timezone(timedelta(minutes=offset_minutes)))
     whole_seconds = (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1)
     assert parse_rfc3339_ms(text) == whole_seconds * 1000 + nanos // 1_000_000
+
+
+# --- the fast paths agree with the full checks -------------------------------------------------
+# A long-lived parser reads most records through caches (names already checked, timestamps read
+# by table look-ups); every answer must be the one a fresh parser, with empty caches, gives.
+
+stamp_like = st.one_of(
+    st.builds(
+        lambda d, sep, frac, zone: f"{d:%Y-%m-%d}{sep}{d:%H:%M:%S}{frac}{zone}",
+        st.datetimes(min_value=datetime(1969, 12, 30), max_value=datetime(9999, 12, 30)),
+        st.sampled_from(["T", "t", " ", "x", ""]),
+        st.one_of(st.just(""), st.from_regex(r"\.[0-9]{0,11}", fullmatch=True)),
+        st.one_of(
+            st.sampled_from(["Z", "z", "", "+00:00", "-05:00", "+23:59", "+24:00", "-00:60"]),
+            st.from_regex(r"[+-][0-9]{2}:[0-9]{2}", fullmatch=True),
+        ),
+    ),
+    st.from_regex(
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}.{0,12}", fullmatch=True
+    ),
+    st.text(max_size=36),
+)
+
+
+def _outcome(p: EventParser, value: bytes) -> object:
+    try:
+        return p.parse(value, RECORD_MS)
+    except Rejected as rejected:
+        return (rejected.reason, rejected.kind)
+
+
+@settings(max_examples=500)
+@given(stamp_like)
+def test_simple_timestamps_read_as_the_regex_reads_them(text: str) -> None:
+    fast = events_module._simple_rfc3339_ms(text)
+    if (
+        fast >= 0
+    ):  # the fast reading declines with -1 (or any negative time) and leaves it to the regex
+        assert parse_rfc3339_ms(text) == fast
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            event_like,
+            st.fixed_dictionaries(
+                {
+                    "service_account": st.sampled_from(["a", "User:a", "b\x00", "", "c" * 257]),
+                    "type": st.sampled_from(["produce", "fetch", "x"]),
+                    "bytes": st.one_of(st.integers(-2, 2**53 + 1), st.booleans(), st.just(1.0)),
+                },
+                optional={
+                    "timestamp": st.one_of(stamp_like, st.integers(-2, NOW_MS + 3_600_001)),
+                    "cluster": st.sampled_from(["c1", None, 5, ["c1"], "x" * 257]),
+                    "client_id": st.sampled_from(["app", None, "app\n"]),
+                    "topic": st.sampled_from(["t", None, {"t": 1}]),
+                },
+            ),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_a_warm_parser_answers_as_a_fresh_one(docs: list[dict[str, object]]) -> None:
+    warm = parser("Asia/Kolkata")
+    for doc in docs:
+        # First a record with the same names and a plain size and time, so that the names are
+        # in the warm parser's cache when the record itself comes (if they are valid at all).
+        _outcome(warm, json.dumps({**doc, "bytes": 1, "timestamp": RECORD_MS}).encode())
+        value = json.dumps(doc).encode()
+        assert _outcome(warm, value) == _outcome(parser("Asia/Kolkata"), value)
