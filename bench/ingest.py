@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from localkafka import broker  # noqa: E402
 from traffic.model import events  # noqa: E402
 from traffic.produce import ensure_topic, fill_topic  # noqa: E402
+from views.publish import copy_path_for  # noqa: E402
 
 SEED = 20250101
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -74,6 +75,7 @@ class Result:
     stop_seconds: float
     stored_events: int
     store_bytes: int
+    copy_staleness: float | None  # the longest the read copy was seen behind the store (s)
 
 
 def main() -> int:
@@ -188,6 +190,7 @@ def ingest(
         )
     first_applied: float | None = None
     first_events = 0
+    staleness = CopyStaleness(copy_path_for(db))
     done = started
     peak_rss = 0
     cpu = 0.0
@@ -205,6 +208,7 @@ def ingest(
                 time.sleep(0.05)
                 continue
             applied = gauge_by_partition(text, "chargeback_next_offset")
+            staleness.sample(sum(applied.values()))
             applied_events = int(counter(text, "chargeback_events_applied_total"))
             if first_applied is None and applied_events > 0:
                 first_applied, first_events = time.monotonic(), applied_events
@@ -242,7 +246,41 @@ def ingest(
         stop_seconds=stop_seconds,
         stored_events=int(row[0] or 0) if row else 0,
         store_bytes=db.stat().st_size,
+        copy_staleness=staleness.longest,
     )
+
+
+class CopyStaleness:
+    """How far the published read copy trails the store while the service works.
+
+    Every half second it reads the copy's offsets; the copy is stale from the moment the store
+    (as /metrics showed it) first went past them until a newer copy appears. `longest` is the
+    longest such span seen: an upper bound, as /metrics shows a commit a little after it lands.
+    """
+
+    def __init__(self, copy: Path) -> None:
+        self.copy = copy
+        self.history: list[tuple[float, int]] = []  # (time, offsets applied in the store)
+        self.next_read = 0.0
+        self.longest: float | None = None
+
+    def sample(self, applied: int) -> None:
+        now = time.monotonic()
+        self.history.append((now, applied))
+        if now < self.next_read:
+            return
+        self.next_read = now + 0.5
+        try:
+            with duckdb.connect(str(self.copy), read_only=True) as con:
+                row = con.execute(
+                    "SELECT coalesce(sum(next_offset), 0) FROM ingest_offsets"
+                ).fetchone()
+        except duckdb.Error:
+            return  # not published yet, or replaced while opening: the next read will see it
+        in_copy = int(row[0]) if row else 0
+        passed = next((t for t, total in self.history if total > in_copy), None)
+        stale = 0.0 if passed is None else now - passed
+        self.longest = max(self.longest or 0.0, stale)
 
 
 def child_env() -> dict[str, str]:
@@ -350,9 +388,14 @@ def report(args: argparse.Namespace, r: Result) -> str:
         f"| SIGTERM → exit | {r.stop_seconds:.1f} s |",
         f"| store file after exit | {r.store_bytes / 2**20:,.1f} MiB |",
         f"| events in the store | {stored} |",
+        f"| read copy behind the store, longest seen | {_seconds(r.copy_staleness)} |",
         "",
     ]
     return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"
 
 
 def append_section(out: Path, section: str) -> None:

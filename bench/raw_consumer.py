@@ -1,8 +1,9 @@
 """The one-process ceiling: a plain confluent-kafka consumer reading a whole topic, no parsing.
 
-    .venv/bin/python bench/raw_consumer.py BOOTSTRAP TOPIC GROUP END_OFFSETS_JSON
+    .venv/bin/python bench/raw_consumer.py BOOTSTRAP TOPIC GROUP END_OFFSETS_JSON [CONFIG_JSON]
 
-Subscribes with a fresh group from the earliest offset, calls `consume(num_messages=10000)` and
+Subscribes with a fresh group from the earliest offset (librdkafka's defaults, plus the settings
+in CONFIG_JSON if given), calls `consume(num_messages=10000)` and
 reads each message's `.value()` (its length is added up, so the bytes are touched) until every
 partition has reached its end offset, then prints one JSON line: records, value bytes, and the
 `time.monotonic()` (system-wide on Linux, so the parent can compare it) of the first message and
@@ -18,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError
 
 def main() -> int:
     bootstrap, topic, group, ends_json = sys.argv[1:5]
+    settings = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
     ends = {int(p): int(o) for p, o in json.loads(ends_json).items()}
     consumer = Consumer(
         {
@@ -25,6 +27,7 @@ def main() -> int:
             "group.id": group,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            **settings,
         }
     )
     consumer.subscribe([topic])
