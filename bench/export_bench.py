@@ -384,8 +384,8 @@ SLOW_SECONDS = 20.0  # an export's end-to-end runs stop once they have taken thi
 
 
 class CachedCells:
-    """Stands in for the reader's connection: returns cells already fetched, so build_table's
-    Python pivot and sort can be timed without the SQL."""
+    """Stands in for the reader's connection: returns rows already fetched, so build_table's
+    Python part (rows, rounding of totals, sort) can be timed without the SQL."""
 
     def __init__(self, cells: list[tuple[Any, ...]]) -> None:
         self.cells = cells
@@ -398,16 +398,13 @@ class CachedCells:
 
 
 def cells_of(table: ChargebackTable) -> list[tuple[Any, ...]]:
-    """The cells the table was pivoted from (every account has every bucket in this store)."""
-    buckets = table.period.buckets()
-    cells: list[tuple[Any, ...]] = []
+    """The rows of the query the table was built from (export/sql/chargeback_cells.sql)."""
+    rows: list[tuple[Any, ...]] = []
     for row in table.rows:
-        for bucket, exact in zip(buckets, row.exact, strict=True):
-            if isinstance(exact, Decimal):
-                cells.append((row.service_account, bucket, 1, 1, exact))
-            else:
-                cells.append((row.service_account, bucket, exact, exact, Decimal(0)))
-    return cells
+        total = row.exact_total
+        raw = int(total.scaleb(9)) if isinstance(total, Decimal) else total
+        rows.append((row.service_account, row.text, row.exact_text, raw))
+    return rows
 
 
 def time_exports(args: argparse.Namespace, db: Path, out: Path) -> list[Case]:
@@ -447,7 +444,7 @@ def time_exports(args: argparse.Namespace, db: Path, out: Path) -> list[Case]:
             case.query.add(case.end_to_end.median - case.open_reader.median - case.csv.median)
         case.buckets = len(table.period.buckets())
         case.rows = len(table.rows)
-        case.cells = len(cells)
+        case.cells = len(cells) * len(table.period.buckets())
         case.csv_bytes = path.stat().st_size
         print(
             f"  {case.label:<24} end to end {case.end_to_end.text()}  open"
@@ -475,7 +472,7 @@ def profile_slowest(db: Path, cases: list[Case]) -> Profile:
         profile_file = db.parent / "profile.json"
         view.con.execute("SET enable_profiling = 'json'")
         view.con.execute(f"SET profiling_output = {sql_literal(str(profile_file))}")
-        view.con.execute(*cells_query(period, view.rates)).fetchall()
+        view.con.execute(*cells_query(period, view.rates, case.tab)).fetchall()
         view.con.execute("PRAGMA disable_profiling")
         tree = json.loads(profile_file.read_text(encoding="utf-8"))
     finally:
@@ -557,8 +554,8 @@ def report(
         "Exports, as `run_export` runs them on the published copy (runs stop once an export has"
         f" taken {SLOW_SECONDS:.0f} s), then split: opening the reader (`open_reader`: attach +"
         " views + rates), `query()` alone on an open reader (* = too slow to repeat: end to end"
-        " minus open and CSV), of which the Python pivot (`build_table` on already-fetched"
-        " cells) and so the SQL, and `write_csv` (render + fsync + rename). Medians.",
+        " minus open and CSV), of which the Python part (`build_table` on already-fetched"
+        " rows) and so the SQL, and `write_csv` (render + fsync + rename). Medians.",
         "",
         "| export | buckets | rows | end to end (median / max, runs) | open_reader | query |"
         " SQL | pivot | CSV | CSV size |",

@@ -23,7 +23,7 @@ from chargeback.errors import UsageError
 from export.csvfile import file_name, format_value, render_csv
 from export.job import ExportRequest, query, resolve
 from export.periods import BUCKETS, Period, parse_date
-from export.table import ChargebackTable, Row, Tab, Value, clusters, parse_sort
+from export.table import ChargebackTable, Tab, Value, clusters, parse_sort
 from views.publish import copy_path_for
 from views.rates import (
     DEFAULT_RATES,
@@ -137,10 +137,11 @@ def read_table(params: list[tuple[str, str]], settings: Settings) -> tuple[Charg
 class _CellCache:
     """The reader's connection, remembering the answers of `build_table`'s one query.
 
-    The cells query does not depend on the tab or the sort (export/sql/chargeback_cells.sql), so
-    switching tabs or sorting re-arranges remembered cells through the same `build_table` instead
-    of reading the file again. An answer is reused only for the same SQL and parameters, the same
-    file unchanged (path, size, modification time, and its WAL's) and the same rates.
+    The query (export/sql/chargeback_cells.sql) depends on the tab but not on the sort, so
+    sorting, or going back to a tab already seen, re-arranges remembered rows through the same
+    `build_table` instead of reading the file again. An answer is reused only for the same SQL
+    and parameters, the same file unchanged (path, size, modification time, and its WAL's) and
+    the same rates.
     """
 
     entries: ClassVar[OrderedDict[Hashable, list[Any]]] = OrderedDict()
@@ -151,7 +152,8 @@ class _CellCache:
         self.key = (_file_key(view.source), view.rates)
 
     def execute(self, sql: str, parameters: dict[str, Any]) -> "_CellCache":
-        key = (self.key, sql, tuple(sorted(parameters.items())))
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in parameters.items()}
+        key = (self.key, sql, tuple(sorted(values.items())))
         rows = self.entries.get(key)
         if rows is None:
             rows = self.con.execute(sql, parameters).fetchall()
@@ -201,7 +203,7 @@ def table_json(params: list[tuple[str, str]], settings: Settings) -> dict[str, A
         },
         "header": table.header,
         "rows": [
-            [row.service_account, *map(text, row.cells), text(row.total)] for row in table.rows
+            [row.service_account, *row.text.split(","), text(row.total)] for row in table.rows
         ],
         "totals": [text(value) for value in table.column_totals()],
         "chart": chart(table),
@@ -217,22 +219,16 @@ def text(value: Value) -> str:
 
 def chart(table: ChargebackTable) -> dict[str, Any]:
     """The top accounts by exact total, each bucket's values, and the rest as one band."""
-    ranked = sorted(table.rows, key=lambda row: (-_exact_total(row), row.service_account))
+    ranked = sorted(table.rows, key=lambda row: (-row.exact_total, row.service_account))
     top, rest = ranked[:CHART_ACCOUNTS], ranked[CHART_ACCOUNTS:]
-    series = [{"name": row.service_account, "values": list(map(text, row.cells))} for row in top]
+    series = [{"name": row.service_account, "values": row.text.split(",")} for row in top]
     if rest:
-        width = len(table.period.buckets())
-        others = [
-            table.shown(sum((row.exact[i] for row in rest), Decimal(0))) for i in range(width)
-        ]
+        columns = zip(*(row.exact for row in rest), strict=True)
+        others = [table.shown(sum(column, Decimal(0))) for column in columns]
         if table.tab is not Tab.COST:
             others = [int(value) for value in others]
         series.append({"name": f"others ({len(rest)})", "values": list(map(text, others))})
     return {"series": series}
-
-
-def _exact_total(row: Row) -> Decimal:
-    return Decimal(sum(row.exact))
 
 
 def csv_export(params: list[tuple[str, str]], settings: Settings) -> tuple[str, str]:

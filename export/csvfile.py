@@ -3,6 +3,7 @@
 import csv
 import io
 import os
+import re
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -26,15 +27,24 @@ def format_value(value: Value) -> str:
 
 
 def render_csv(table: ChargebackTable) -> str:
-    """The file's whole text: the header, then one line per row as the table orders them."""
+    """The file's whole text: the header, then one line per row as the table orders them.
+
+    The cells come as text from the query (numbers: never quoted); only the name may need
+    quoting, which csv.writer does for names that are not plain."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.header)
     for row in table.rows:
-        writer.writerow(
-            [row.service_account, *map(format_value, row.cells), format_value(row.total)]
-        )
+        name = row.service_account
+        if _PLAIN.fullmatch(name) is None:
+            writer.writerow([name, *row.text.split(","), format_value(row.total)])
+        else:
+            out.write(f"{name},{row.text},{format_value(row.total)}\n")
     return out.getvalue()
+
+
+# A field csv.writer (QUOTE_MINIMAL) writes as it is: no delimiter, quote or line break in it.
+_PLAIN = re.compile(r'[^,"\r\n]+')
 
 
 def write_csv(table: ChargebackTable, folder: Path) -> Path:

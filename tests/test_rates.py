@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from chargeback.errors import UsageError
 from views.rates import (
     DEFAULT_RATES,
+    MONEY_CONTEXT,
     RateBook,
     RateEntry,
     install_rates,
@@ -523,6 +524,21 @@ def test_round_money_is_half_up_to_two_places() -> None:
     assert str(round_money(D("0"))) == "0.00"
     huge = D("123456789012345678901234567.125000000")  # DECIMAL(38,9) magnitude
     assert round_money(huge) == D("123456789012345678901234567.13")
+
+
+def test_money_text_in_sql_is_round_money_with_two_places(tmp_path: Path) -> None:
+    """The export's cells are rounded and written by the SQL macro money_text; it must give
+    exactly round_money's text, at the half-cent edges, on both of its paths (64-bit below 2^62,
+    128-bit above) and for negative counts."""
+    con = open_store(tmp_path / "store.duckdb")
+    install_rates(con, DEFAULT_RATES)
+    edges = [0, 1, 4_999_999, 5_000_000, 14_999_999, 15_000_000, 994_999_999, 995_000_000]
+    big = [2**62 - 1, 2**62, 2**62 + 4_999_999, 2**62 + 5_000_000, 10**37 + 5_000_000]
+    counts = [*edges, *big, 1234567890123, *(-n for n in [*edges, *big])]
+    for n in counts:
+        (text,) = con.execute(f"SELECT money_text(CAST({n} AS HUGEINT))").fetchone() or ("",)
+        assert text == f"{round_money(D(n).scaleb(-9, MONEY_CONTEXT)):.2f}", n
+    con.close()
 
 
 def test_a_book_without_a_global_price_cannot_be_built() -> None:

@@ -1,20 +1,28 @@
--- The Chargeback table's cells: per service account and bucket, the bytes each way and the cost.
--- Every tab reads the same cells, so the dashboard can switch tabs without asking again.
+-- The Chargeback table of one tab: one row per service account with usage in the period, its
+-- cells already pivoted and written as the CSV shows them, so that no per-cell work is left to
+-- Python: (service_account, shown, exact, total) where
+--   shown  the bucket values in bucket order, comma-separated, as shown: bytes as integers, costs
+--          rounded half up to two places (money_text); a bucket without usage shows 0 / 0.00
+--   exact  costs only (else NULL): the same cells before rounding, in 10^-9 currency units
+--   total  the exact total: bytes, or 10^-9 currency units
 --
 -- export.table.read_plan cuts the period into pieces, each inside one bucket and one month and
--- priced by one rate entry throughout, for every cluster; it fills in the placeholders:
+-- priced by one rate entry throughout, for every cluster; export.table.cells_query fills in:
 --   {{day_rows}}    the rows of usage_totals in the pieces of days: (bucket, piece start,
 --                   series_id, produced_bytes, consumed_bytes), summed by piece and series with
 --                   monthly buckets; with daily buckets each day is its own piece
 --   {{month_filter}} the whole months read from usage_monthly_totals, as ranges of `m.month`
--- A whole month is taken from the monthly totals only when it lies inside the period and no rate
--- entry starts in it after its first day; both tables hold the same sums, so the cells are the
--- same either way (tests/test_export.py proves it).
+--   {{by_entry}}    how the pieces of one bucket that one rate entry prices are added up
+--   {{tab}}, {{tab_cells}}  the tab's column (cost, ingress or egress) and where it comes from
+-- A whole month is taken from the monthly totals only when it lies inside the period and (for
+-- costs) no rate entry starts in it after its first day; both tables hold the same sums, so the
+-- cells are the same either way (tests/test_export.py proves it). The byte tabs need no pricing,
+-- so they read every whole month from the monthly totals, whatever the rates.
 --
--- Pricing is views/sql/cost_views.sql's (rate_spans, cost_nanos, nanos_money): the bytes of one
--- (bucket, cluster, account) that one rate entry prices are summed, priced once, truncated to
--- 10^-9; a cell's cost is the sum of those priced sums. Bytes are summed per series first, from
--- the base tables, and the series' names joined to those few sums.
+-- Pricing is views/sql/cost_views.sql's (rate_spans, cost_nanos): the bytes of one (bucket,
+-- cluster, account) that one rate entry prices are summed, priced once, truncated to 10^-9; a
+-- cell's cost is the sum of those priced sums. Bytes are summed per series first, from the base
+-- tables, and the series' names joined to the few rows at the end.
 WITH usage AS (
     -- Per (bucket, piece, series): the days' rows (summed by piece with monthly buckets), and
     -- the whole months' rows.
@@ -69,23 +77,48 @@ by_entry AS (
     -- the pieces of one bucket that the same entry prices (with daily buckets there is one).
     {by_entry}
 ),
-priced AS (
-    -- Each sum priced once.
-    SELECT account_id, bucket, produced_bytes, consumed_bytes,
-           cost_nanos(produced_bytes, ingress_nanos, unit_bytes)
-               + cost_nanos(consumed_bytes, egress_nanos, unit_bytes) AS cost_nanos
-    FROM by_entry
-),
-cells AS (
+cost_cells AS (
+    -- Each sum priced once; a cell's cost is the sum of its priced sums.
     SELECT account_id, bucket,
-           sum(produced_bytes) AS produced_bytes,
-           sum(consumed_bytes) AS consumed_bytes,
-           sum(cost_nanos) AS cost_nanos
-    FROM priced
+           sum(cost_nanos(produced_bytes, ingress_nanos, unit_bytes)
+               + cost_nanos(consumed_bytes, egress_nanos, unit_bytes)) AS cost
+    FROM by_entry
     GROUP BY account_id, bucket
     HAVING sum(produced_bytes) + sum(consumed_bytes) > 0
+),
+byte_cells AS (
+    -- The byte tabs price nothing: the bytes of one (account, bucket), straight from the rows.
+    SELECT p.account_id, u.bucket,
+           sum(u.produced_bytes) AS ingress, sum(u.consumed_bytes) AS egress
+    FROM usage AS u
+    JOIN picked AS p USING (series_id)
+    GROUP BY p.account_id, u.bucket
+    HAVING sum(u.produced_bytes) + sum(u.consumed_bytes) > 0
+),
+cells AS (
+    SELECT account_id, bucket, {tab} AS value FROM {tab_cells}
+),
+grid AS (
+    -- Every bucket of every account with a cell, so each row has all its columns.
+    SELECT a.account_id, CAST(b.bucket AS DATE) AS bucket
+    FROM (SELECT DISTINCT account_id FROM cells) AS a,
+         unnest(CAST($buckets AS DATE[])) AS b(bucket)
+),
+full_cells AS (
+    SELECT g.account_id, g.bucket, coalesce(c.value, 0) AS value
+    FROM grid AS g
+    LEFT JOIN cells AS c USING (account_id, bucket)
+),
+rows AS (
+    SELECT account_id,
+           string_agg(CASE WHEN $money THEN money_text(value) ELSE CAST(value AS VARCHAR) END,
+                      ',' ORDER BY bucket) AS shown,
+           string_agg(CASE WHEN $money THEN CAST(value AS VARCHAR) END,
+                      ',' ORDER BY bucket) AS exact,
+           sum(value) AS total
+    FROM full_cells
+    GROUP BY account_id
 )
-SELECT a.service_account, x.bucket, x.produced_bytes, x.consumed_bytes,
-       nanos_money(x.cost_nanos) AS total_cost
-FROM cells AS x
+SELECT a.service_account, r.shown, r.exact, r.total
+FROM rows AS r
 JOIN (SELECT DISTINCT account_id, service_account FROM picked) AS a USING (account_id);

@@ -47,6 +47,18 @@ CREATE OR REPLACE MACRO nanos_money(n) AS
                    + CAST(n % 1000000000 AS DECIMAL(9,0)) * CAST(0.000000001 AS DECIMAL(10,9))
                    AS DECIMAL(38,9)) END;
 
+-- n 10^-9 currency units as shown (views.rates.round_money, then two places): rounded half up
+-- (away from zero) to cents, as text with '.' and two decimals, no grouping: 4999999 -> '0.00',
+-- 5000000 -> '0.01', 1234567890123 -> '1234.57'. Integer arithmetic, on 64 bits when n is
+-- below 2^62 (which costs are, in practice); the export writes these texts as they are.
+CREATE OR REPLACE MACRO money_text(n) AS
+    CASE WHEN n >= 0 AND n < 4611686018427387904
+         THEN CAST((CAST(n AS BIGINT) + 5000000) // 1000000000 AS VARCHAR) || '.'
+              || lpad(CAST((CAST(n AS BIGINT) + 5000000) // 10000000 % 100 AS VARCHAR), 2, '0')
+         ELSE CASE WHEN n < 0 THEN '-' ELSE '' END
+              || CAST((abs(n) + 5000000) // 1000000000 AS VARCHAR) || '.'
+              || lpad(CAST((abs(n) + 5000000) // 10000000 % 100 AS VARCHAR), 2, '0') END;
+
 -- Per cluster of the store, the rate entry in force over each span of days [span_from, span_to)
 -- (span_to NULL: open), the spans of one cluster in a row without gaps or overlaps: from its
 -- first own entry on, its own entries; before, the global ones. The earliest global entry also
