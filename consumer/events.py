@@ -72,17 +72,17 @@ class DayResolver:
 
     def __init__(self, zone: str) -> None:
         self.zone = ZoneInfo(zone)
-        self._days: dict[int, date] = {}
+        self.by_quarter: dict[int, date] = {}  # epoch quarter hour -> day; read by the hot path
 
     def day_of(self, epoch_ms: int) -> date:
         bucket = epoch_ms // _QUARTER_HOUR_MS
-        day = self._days.get(bucket)
+        day = self.by_quarter.get(bucket)
         if day is None:
-            if len(self._days) > 200_000:  # a bounded cache; a year of quarter hours is 35k
-                self._days.clear()
+            if len(self.by_quarter) > 200_000:  # a bounded cache; a year of quarter hours is 35k
+                self.by_quarter.clear()
             moment = datetime.fromtimestamp(bucket * _QUARTER_HOUR_MS / 1000, self.zone)
             day = moment.date()
-            self._days[bucket] = day
+            self.by_quarter[bucket] = day
         return day
 
 
@@ -286,8 +286,11 @@ class EventParser:
             else:
                 epoch_ms = record_ms if stamp is None else -1
             if 0 <= epoch_ms <= horizon_ms:
+                day = self.days.by_quarter.get(epoch_ms // _QUARTER_HOUR_MS)
+                if day is None:
+                    day = self.days.day_of(epoch_ms)
                 cluster, account, client_id, topic, produce = names
-                key = (self.days.day_of(epoch_ms), cluster, account, client_id, topic)
+                key = (day, cluster, account, client_id, topic)
                 return (key, size, 0) if produce else (key, 0, size)
         return self._checked_event(doc, record_ms, horizon_ms)
 

@@ -2,6 +2,7 @@
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -36,6 +37,12 @@ class StoreWriter:
             )
         }
         self._load_series()
+
+    def _series_id(self, key: SeriesKey, new_series: dict[SeriesKey, int]) -> int:
+        sid = self.series.get(key) or new_series.get(key)
+        if sid is None:
+            sid = new_series[key] = self.next_series_id + len(new_series)
+        return sid
 
     def _load_series(self) -> None:
         rows = self.con.execute(
@@ -84,28 +91,17 @@ class StoreWriter:
                 con.unregister(name)
 
     def _totals_table(self, batch: Batch, new_series: dict[SeriesKey, int]) -> pa.Table:
-        days, ids, produced, consumed, events = [], [], [], [], []
-        next_id = self.next_series_id
-        for (day, *rest), (p, c, n) in batch.totals.items():
-            key: SeriesKey = (rest[0], rest[1], rest[2], rest[3])
-            sid = self.series.get(key) or new_series.get(key)
-            if sid is None:
-                sid = new_series[key] = next_id
-                next_id += 1
-            # A 64-bit column carries the batch; a sum beyond it travels as several rows.
-            while p > INT64_MAX or c > INT64_MAX:
-                days.append(day)
-                ids.append(sid)
-                produced.append(min(p, INT64_MAX))
-                consumed.append(min(c, INT64_MAX))
-                events.append(0)
-                p -= min(p, INT64_MAX)
-                c -= min(c, INT64_MAX)
-            days.append(day)
-            ids.append(sid)
-            produced.append(p)
-            consumed.append(c)
-            events.append(n)
+        keys = list(batch.totals)
+        sums = list(batch.totals.values())
+        days = [key[0] for key in keys]
+        ids = [self._series_id(key[1:], new_series) for key in keys]
+        produced = [s[0] for s in sums]
+        consumed = [s[1] for s in sums]
+        events = [s[2] for s in sums]
+        if max(produced, default=0) > INT64_MAX or max(consumed, default=0) > INT64_MAX:
+            days, ids, produced, consumed, events = _split_wide(
+                days, ids, produced, consumed, events
+            )
         return pa.table(
             {
                 "day": pa.array(days, pa.date32()),
@@ -115,6 +111,26 @@ class StoreWriter:
                 "events": pa.array(events, pa.int64()),
             }
         )
+
+
+def _split_wide(
+    days: list[Any], ids: list[int], produced: list[int], consumed: list[int], events: list[int]
+) -> tuple[list[Any], list[int], list[int], list[int], list[int]]:
+    """The same rows, a sum beyond the 64-bit columns carried as several rows of one key."""
+    rows: list[tuple[Any, int, int, int, int]] = []
+    for day, sid, p, c, n in zip(days, ids, produced, consumed, events, strict=True):
+        while p > INT64_MAX or c > INT64_MAX:
+            rows.append((day, sid, min(p, INT64_MAX), min(c, INT64_MAX), 0))
+            p -= min(p, INT64_MAX)
+            c -= min(c, INT64_MAX)
+        rows.append((day, sid, p, c, n))
+    return (
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+    )
 
 
 def _series_table(new_series: dict[SeriesKey, int]) -> pa.Table:

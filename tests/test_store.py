@@ -208,3 +208,25 @@ def test_the_writer_keeps_the_monthly_totals_equal_to_the_daily_ones(tmp_path: P
     assert con.execute(MONTHLY).fetchall() == con.execute(MONTHLY_FROM_DAILY).fetchall()
     assert con.execute("SELECT count(*) FROM usage_monthly_totals").fetchone() == (13,)
     con.close()
+
+
+def test_a_batch_sum_beyond_64_bits_is_stored_exactly(tmp_path: Path) -> None:
+    # The writer carries a batch in 64-bit Arrow columns; a larger sum must arrive whole.
+    con = open_store(tmp_path / "store.duckdb")
+    writer = StoreWriter(con)
+    batch = Batch()
+    day = date(2026, 1, 2)
+    batch.totals[(day, "c", "big", "", "")] = [2**64 + 5, 2**63, 7]
+    batch.totals[(day, "c", "small", "", "")] = [1, 2, 1]
+    batch.advance("t", 0, 0)
+    writer.apply(batch)
+    rows = con.execute(
+        "SELECT s.service_account, t.produced_bytes, t.consumed_bytes, t.event_count"
+        " FROM usage_totals t JOIN series s USING (series_id) ORDER BY 1"
+    ).fetchall()
+    assert rows == [
+        ("big", 18_446_744_073_709_551_621, 9_223_372_036_854_775_808, 7),
+        ("small", 1, 2, 1),
+    ]
+    monthly = con.execute("SELECT sum(produced_bytes) FROM usage_monthly_totals").fetchone()
+    assert monthly == (18_446_744_073_709_551_622,)
