@@ -403,7 +403,7 @@ def cells_of(table: ChargebackTable) -> list[tuple[Any, ...]]:
     for row in table.rows:
         total = row.exact_total
         raw = int(total.scaleb(9)) if isinstance(total, Decimal) else total
-        rows.append((row.service_account, row.text, row.exact_text, raw))
+        rows.append((row.service_account, row.text, None, raw))
     return rows
 
 

@@ -128,7 +128,7 @@ def read_table(params: list[tuple[str, str]], settings: Settings) -> tuple[Charg
         view = open_reader(settings.db)
         try:
             cached = replace(view, con=cast(duckdb.DuckDBPyConnection, _CellCache(view)))
-            table = query(cached, request, period)
+            table = query(cached, request, period, exact=True)
         finally:
             view.close()
     return table, source_info(view, settings.db)

@@ -51,7 +51,10 @@ def resolve(request: ExportRequest) -> Period:
     return resolve_period(request.period, request.as_of or today_in(request.timezone))
 
 
-def query(view: ReadView, request: ExportRequest, period: Period) -> ChargebackTable:
+def query(
+    view: ReadView, request: ExportRequest, period: Period, exact: bool = False
+) -> ChargebackTable:
+    """The table asked for; `exact`: with the exact costs of each cell (see build_table)."""
     header = ChargebackTable(period, request.tab, view.rates, ()).header
     return build_table(
         view.con,
@@ -61,6 +64,7 @@ def query(view: ReadView, request: ExportRequest, period: Period) -> ChargebackT
         filter_text=request.filter_text,
         cluster=request.cluster,
         sort=parse_sort(request.sort, header),
+        exact=exact,
     )
 
 

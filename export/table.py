@@ -12,6 +12,7 @@ its cells are parsed into numbers only where numbers are needed (sorting by a bu
 dashboard's totals row and chart).
 """
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -60,7 +61,8 @@ class Row:
     text: str  # the cells as shown, comma-separated in bucket order: the CSV's own text
     total: Value  # as shown: a cost total is rounded from the exact sum
     exact_total: Value  # the total before rounding
-    exact_text: str | None = None  # costs only: the cells before rounding, in 10^-9 units
+    money: bool  # the cells are costs (Decimal), not bytes (int)
+    exact_text: str | None = None  # costs, when asked for: the cells before rounding, in 10^-9
 
     @property
     def cells(self) -> tuple[Value, ...]:
@@ -72,13 +74,15 @@ class Row:
 
     @property
     def exact(self) -> tuple[Value, ...]:
-        """The cells before rounding, for the totals row and the dashboard's chart."""
-        if self.exact_text is None:
+        """The cells before rounding (for the totals row and the dashboard's chart)."""
+        if not self.money:
             return self.cells
+        if self.exact_text is None:
+            raise ValueError("the exact costs were not read: build_table(..., exact=True)")
         return tuple(nanos_to_money(int(n)) for n in self.exact_text.split(","))
 
     def _parse(self, text: str) -> Value:
-        return int(text) if self.exact_text is None else Decimal(text)
+        return Decimal(text) if self.money else int(text)
 
 
 @dataclass(frozen=True)
@@ -143,14 +147,19 @@ def build_table(
     filter_text: str | None = None,
     cluster: str | None = None,
     sort: Sort | None = None,
+    exact: bool = False,
 ) -> ChargebackTable:
-    """Query the rows of the period (pivoted in SQL) and sort them as the table shows them."""
-    sql, parameters = cells_query(period, rates, tab, cluster, filter_text)
+    """Query the rows of the period (pivoted in SQL) and sort them as the table shows them.
+
+    `exact`: also read each cost cell before rounding (`Row.exact`: the dashboard's totals row
+    and chart); the CSV does not need them."""
+    sql, parameters = cells_query(period, rates, tab, cluster, filter_text, exact=exact)
     empty = ChargebackTable(period, tab, rates, ())
+    money = tab is Tab.COST
     rows = []
     for account, text, exact_text, total in con.execute(sql, parameters).fetchall():
-        exact_total = nanos_to_money(int(total)) if tab is Tab.COST else int(total)
-        rows.append(Row(account, text, empty.shown(exact_total), exact_total, exact_text))
+        exact_total = nanos_to_money(int(total)) if money else int(total)
+        rows.append(Row(account, text, empty.shown(exact_total), exact_total, money, exact_text))
     ordered = sort_rows(rows, sort or parse_sort(None, empty.header), empty.header)
     return ChargebackTable(period, tab, rates, tuple(ordered))
 
@@ -215,9 +224,11 @@ def cells_query(
     cluster: str | None = None,
     filter_text: str | None = None,
     monthly_totals: bool = True,
+    exact: bool = True,
 ) -> tuple[str, dict[str, Any]]:
     """The table's query for the period and tab, and its parameters (values never go into the
-    text): one row per account, (service_account, shown, exact, total), see the SQL file."""
+    text): one row per account, (service_account, shown, exact, total), see the SQL file;
+    `exact` False leaves the exact costs out (NULL)."""
     params: dict[str, Any] = {
         "cluster": cluster or None,
         "filter": filter_text or None,
@@ -225,6 +236,7 @@ def cells_query(
         "period_last": period.last,
         "buckets": period.buckets(),
         "money": tab is Tab.COST,
+        "exact": exact and tab is Tab.COST,
     }
     priced = rates if tab is Tab.COST else None
     pieces = read_plan(period, priced, cluster or None, monthly_totals)
@@ -251,20 +263,12 @@ def cells_query(
             " sum(t.consumed_bytes) AS consumed_bytes"
             f" FROM usage_totals AS t WHERE {day_filter} GROUP BY ALL"
         )
+    pieces_per_bucket = Counter(period.bucket_of(piece.first) for piece in pieces)
+    params["split_buckets"] = sorted(b for b, n in pieces_per_bucket.items() if n > 1)
     template = (SQL_DIR / "chargeback_cells.sql").read_text(encoding="utf-8")
-    by_entry = (
-        "SELECT * FROM entries"
-        if period.bucket == "day"
-        else "SELECT bucket, cluster_id, account_id, span_from,"
-        " sum(produced_bytes) AS produced_bytes, sum(consumed_bytes) AS consumed_bytes,"
-        " any_value(ingress_nanos) AS ingress_nanos, any_value(egress_nanos) AS egress_nanos,"
-        " any_value(unit_bytes) AS unit_bytes"
-        " FROM entries GROUP BY bucket, cluster_id, account_id, span_from"
-    )
     sql = template.format(
         day_rows=day_rows,
         month_filter=" OR ".join(month_ranges) or "FALSE",
-        by_entry=by_entry,
         tab=tab.id,  # fixed names, never input
         tab_cells="cost_cells" if tab is Tab.COST else "byte_cells",
     )

@@ -3,7 +3,8 @@
 -- Python: (service_account, shown, exact, total) where
 --   shown  the bucket values in bucket order, comma-separated, as shown: bytes as integers, costs
 --          rounded half up to two places (money_text); a bucket without usage shows 0 / 0.00
---   exact  costs only (else NULL): the same cells before rounding, in 10^-9 currency units
+--   exact  costs, when $exact (else NULL): the same cells before rounding, in 10^-9 currency
+--          units (the dashboard's totals row and chart need them, the CSV does not)
 --   total  the exact total: bytes, or 10^-9 currency units
 --
 -- export.table.read_plan cuts the period into pieces, each inside one bucket and one month and
@@ -12,7 +13,6 @@
 --                   series_id, produced_bytes, consumed_bytes), summed by piece and series with
 --                   monthly buckets; with daily buckets each day is its own piece
 --   {{month_filter}} the whole months read from usage_monthly_totals, as ranges of `m.month`
---   {{by_entry}}    how the pieces of one bucket that one rate entry prices are added up
 --   {{tab}}, {{tab_cells}}  the tab's column (cost, ingress or egress) and where it comes from
 -- A whole month is taken from the monthly totals only when it lies inside the period and (for
 -- costs) no rate entry starts in it after its first day; both tables hold the same sums, so the
@@ -40,7 +40,8 @@ picked AS (
     -- The series asked for, with small integer keys for their cluster and account: grouping
     -- by integers is much faster than by names, which are joined back at the end.
     SELECT s.series_id, c.cluster_id, s.service_account,
-           dense_rank() OVER (ORDER BY s.service_account) AS account_id
+           dense_rank() OVER (ORDER BY s.service_account) AS account_id,
+           count(*) OVER (PARTITION BY s.cluster, s.service_account) = 1 AS alone
     FROM series AS s
     JOIN clusters AS c USING (cluster)
     WHERE ($cluster IS NULL OR s.cluster = $cluster)
@@ -59,11 +60,19 @@ entry AS (
     JOIN clusters AS c USING (cluster)
 ),
 sums AS (
-    -- The bytes of one (bucket, piece, cluster, account).
+    -- The bytes of one (bucket, piece, cluster, account). A usage row is one (bucket, piece,
+    -- series): a series alone in its (cluster, account) (no other client or topic) is its sum.
+    SELECT u.bucket, u.piece_start, p.cluster_id, p.account_id, u.produced_bytes,
+           u.consumed_bytes
+    FROM usage AS u
+    JOIN picked AS p USING (series_id)
+    WHERE p.alone
+    UNION ALL
     SELECT u.bucket, u.piece_start, p.cluster_id, p.account_id,
            sum(u.produced_bytes) AS produced_bytes, sum(u.consumed_bytes) AS consumed_bytes
     FROM usage AS u
     JOIN picked AS p USING (series_id)
+    WHERE NOT p.alone
     GROUP BY u.bucket, u.piece_start, p.cluster_id, p.account_id
 ),
 entries AS (
@@ -73,9 +82,20 @@ entries AS (
     JOIN entry AS e ON e.piece_start = x.piece_start AND e.cluster_id = x.cluster_id
 ),
 by_entry AS (
-    -- The bytes of one (bucket, cluster, account, rate entry in force): {{by_entry}} adds up
-    -- the pieces of one bucket that the same entry prices (with daily buckets there is one).
-    {by_entry}
+    -- The bytes of one (bucket, cluster, account, rate entry in force). A bucket read as one
+    -- piece (every day of daily buckets, most months) has one entry: its piece is that sum. In a
+    -- bucket cut into pieces ($split_buckets: a month with a rate change) the pieces that the
+    -- same entry prices are added up.
+    SELECT * FROM entries
+    WHERE NOT list_contains(CAST($split_buckets AS DATE[]), bucket)
+    UNION ALL
+    SELECT bucket, cluster_id, account_id, span_from,
+           sum(produced_bytes) AS produced_bytes, sum(consumed_bytes) AS consumed_bytes,
+           any_value(ingress_nanos) AS ingress_nanos, any_value(egress_nanos) AS egress_nanos,
+           any_value(unit_bytes) AS unit_bytes
+    FROM entries
+    WHERE list_contains(CAST($split_buckets AS DATE[]), bucket)
+    GROUP BY bucket, cluster_id, account_id, span_from
 ),
 cost_cells AS (
     -- Each sum priced once; a cell's cost is the sum of its priced sums.
@@ -84,7 +104,7 @@ cost_cells AS (
                + cost_nanos(consumed_bytes, egress_nanos, unit_bytes)) AS cost
     FROM by_entry
     GROUP BY account_id, bucket
-    HAVING sum(produced_bytes) + sum(consumed_bytes) > 0
+    HAVING sum(produced_bytes + consumed_bytes) > 0
 ),
 byte_cells AS (
     -- The byte tabs price nothing: the bytes of one (account, bucket), straight from the rows.
@@ -110,15 +130,19 @@ full_cells AS (
     LEFT JOIN cells AS c USING (account_id, bucket)
 ),
 rows AS (
-    SELECT account_id,
-           string_agg(CASE WHEN $money THEN money_text(value) ELSE CAST(value AS VARCHAR) END,
-                      ',' ORDER BY bucket) AS shown,
-           string_agg(CASE WHEN $money THEN CAST(value AS VARCHAR) END,
-                      ',' ORDER BY bucket) AS exact,
-           sum(value) AS total
+    -- The cells of one account in bucket order: a list sorted once per account, several times
+    -- faster in DuckDB than string_agg(… ORDER BY bucket); written as text once sorted.
+    SELECT account_id, list_sort(list(struct_pack(bucket, value))) AS cells, sum(value) AS total
     FROM full_cells
     GROUP BY account_id
 )
-SELECT a.service_account, r.shown, r.exact, r.total
+SELECT a.service_account,
+       array_to_string(list_transform(r.cells, lambda c: CASE WHEN $money THEN money_text(c.value)
+                                                              ELSE CAST(c.value AS VARCHAR) END),
+                       ',') AS shown,
+       CASE WHEN $exact
+            THEN array_to_string(list_transform(r.cells, lambda c: CAST(c.value AS VARCHAR)), ',')
+       END AS exact,
+       r.total
 FROM rows AS r
 JOIN (SELECT DISTINCT account_id, service_account FROM picked) AS a USING (account_id);
