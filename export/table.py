@@ -264,11 +264,12 @@ def cells_query(
             f" FROM usage_totals AS t WHERE {day_filter} GROUP BY ALL"
         )
     pieces_per_bucket = Counter(period.bucket_of(piece.first) for piece in pieces)
-    params["split_buckets"] = sorted(b for b, n in pieces_per_bucket.items() if n > 1)
+    split = params["split_buckets"] = sorted(b for b, n in pieces_per_bucket.items() if n > 1)
     template = (SQL_DIR / "chargeback_cells.sql").read_text(encoding="utf-8")
     sql = template.format(
         day_rows=day_rows,
         month_filter=" OR ".join(month_ranges) or "FALSE",
+        by_entry="split_entries" if split else "entries",  # fixed names, never input
         tab=tab.id,  # fixed names, never input
         tab_cells="cost_cells" if tab is Tab.COST else "byte_cells",
     )

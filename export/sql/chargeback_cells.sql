@@ -13,6 +13,7 @@
 --                   series_id, produced_bytes, consumed_bytes), summed by piece and series with
 --                   monthly buckets; with daily buckets each day is its own piece
 --   {{month_filter}} the whole months read from usage_monthly_totals, as ranges of `m.month`
+--   {{by_entry}}    entries or split_entries, see by_entry below
 --   {{tab}}, {{tab_cells}}  the tab's column (cost, ingress or egress) and where it comes from
 -- A whole month is taken from the monthly totals only when it lies inside the period and (for
 -- costs) no rate entry starts in it after its first day; both tables hold the same sums, so the
@@ -59,21 +60,25 @@ entry AS (
      AND (r.span_to IS NULL OR CAST(d.day AS DATE) < r.span_to)
     JOIN clusters AS c USING (cluster)
 ),
-sums AS (
-    -- The bytes of one (bucket, piece, cluster, account). A usage row is one (bucket, piece,
-    -- series): a series alone in its (cluster, account) (no other client or topic) is its sum.
-    SELECT u.bucket, u.piece_start, p.cluster_id, p.account_id, u.produced_bytes,
+located AS (
+    -- Each usage row with its small cluster and account keys.
+    SELECT u.bucket, u.piece_start, p.cluster_id, p.account_id, p.alone, u.produced_bytes,
            u.consumed_bytes
     FROM usage AS u
     JOIN picked AS p USING (series_id)
-    WHERE p.alone
+),
+sums AS (
+    -- The bytes of one (bucket, piece, cluster, account). A usage row is one (bucket, piece,
+    -- series): a series alone in its (cluster, account) (no other client or topic) is its sum.
+    SELECT bucket, piece_start, cluster_id, account_id, produced_bytes, consumed_bytes
+    FROM located
+    WHERE alone
     UNION ALL
-    SELECT u.bucket, u.piece_start, p.cluster_id, p.account_id,
-           sum(u.produced_bytes) AS produced_bytes, sum(u.consumed_bytes) AS consumed_bytes
-    FROM usage AS u
-    JOIN picked AS p USING (series_id)
-    WHERE NOT p.alone
-    GROUP BY u.bucket, u.piece_start, p.cluster_id, p.account_id
+    SELECT bucket, piece_start, cluster_id, account_id,
+           sum(produced_bytes) AS produced_bytes, sum(consumed_bytes) AS consumed_bytes
+    FROM located
+    WHERE NOT alone
+    GROUP BY bucket, piece_start, cluster_id, account_id
 ),
 entries AS (
     SELECT x.bucket, x.cluster_id, x.account_id, e.span_from, x.produced_bytes,
@@ -81,11 +86,10 @@ entries AS (
     FROM sums AS x
     JOIN entry AS e ON e.piece_start = x.piece_start AND e.cluster_id = x.cluster_id
 ),
-by_entry AS (
-    -- The bytes of one (bucket, cluster, account, rate entry in force). A bucket read as one
-    -- piece (every day of daily buckets, most months) has one entry: its piece is that sum. In a
-    -- bucket cut into pieces ($split_buckets: a month with a rate change) the pieces that the
-    -- same entry prices are added up.
+split_entries AS (
+    -- With buckets read as several pieces ($split_buckets: months with a rate change in them),
+    -- the pieces of one bucket that the same entry prices are added up; the other buckets'
+    -- pieces are their sums already.
     SELECT * FROM entries
     WHERE NOT list_contains(CAST($split_buckets AS DATE[]), bucket)
     UNION ALL
@@ -96,6 +100,12 @@ by_entry AS (
     FROM entries
     WHERE list_contains(CAST($split_buckets AS DATE[]), bucket)
     GROUP BY bucket, cluster_id, account_id, span_from
+),
+by_entry AS (
+    -- The bytes of one (bucket, cluster, account, rate entry in force): {{by_entry}} is
+    -- `entries` when every bucket is one piece (daily buckets, most monthly periods), else
+    -- `split_entries`.
+    SELECT * FROM {by_entry}
 ),
 cost_cells AS (
     -- Each sum priced once; a cell's cost is the sum of its priced sums.
