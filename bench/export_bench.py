@@ -10,7 +10,7 @@ hash-based byte counts, plus a rates file with two global entries and one per-cl
 Then times `views.publish.publish` (checkpoint + file copy, as the service does it) against
 `COPY FROM DATABASE` into a fresh file, and every export as `export.job.run_export` runs it
 (open_reader on the published copy + query + CSV), split into opening the reader, the cells SQL,
-the Python pivot and the CSV write; the slowest export's cells query is profiled by DuckDB
+the Python part and the CSV write; the slowest export's cells query is profiled by DuckDB
 operator. Appends the figures, with the machine they were measured on, to the --out file.
 """
 
@@ -174,7 +174,7 @@ class Case:
     end_to_end: Timings = field(default_factory=Timings)
     open_reader: Timings = field(default_factory=Timings)
     query: Timings = field(default_factory=Timings)  # export.job.query: SQL + pivot + sort
-    pivot: Timings = field(default_factory=Timings)  # query's Python part, on fetched cells
+    pivot: Timings = field(default_factory=Timings)  # query's Python part, on fetched rows
     csv: Timings = field(default_factory=Timings)  # write_csv: render + fsync + rename
     query_derived: bool = False  # query = end to end - open_reader - CSV (too slow to repeat)
 
@@ -472,7 +472,7 @@ def profile_slowest(db: Path, cases: list[Case]) -> Profile:
         profile_file = db.parent / "profile.json"
         view.con.execute("SET enable_profiling = 'json'")
         view.con.execute(f"SET profiling_output = {sql_literal(str(profile_file))}")
-        view.con.execute(*cells_query(period, view.rates, case.tab)).fetchall()
+        view.con.execute(*cells_query(period, view.rates, case.tab, exact=False)).fetchall()
         view.con.execute("PRAGMA disable_profiling")
         tree = json.loads(profile_file.read_text(encoding="utf-8"))
     finally:
@@ -558,7 +558,7 @@ def report(
         " rows) and so the SQL, and `write_csv` (render + fsync + rename). Medians.",
         "",
         "| export | buckets | rows | end to end (median / max, runs) | open_reader | query |"
-        " SQL | pivot | CSV | CSV size |",
+        " SQL | Python | CSV | CSV size |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
