@@ -30,11 +30,16 @@ _QUARTER_HOUR_MS = 15 * 60 * 1000  # every IANA offset in use is a multiple of 1
 # _simple_rfc3339_ms): two-digit fields, and every offset suffix "Z", "z" or "+hh:mm"/"-hh:mm".
 _TWO_DIGITS = {f"{n:02d}": n for n in range(60)}
 _HOURS = {text: n for text, n in _TWO_DIGITS.items() if n <= 23}
-_OFFSETS: dict[str, int] = {"Z": 0, "z": 0}
-for _hh in range(24):
-    for _mm in range(60):
-        _OFFSETS[f"+{_hh:02d}:{_mm:02d}"] = (_hh * 3600 + _mm * 60) * 1000
-        _OFFSETS[f"-{_hh:02d}:{_mm:02d}"] = -(_hh * 3600 + _mm * 60) * 1000
+_OFFSETS: dict[str, int] = {
+    "Z": 0,
+    "z": 0,
+    **{
+        f"{sign}{hh:02d}:{mm:02d}": factor * (hh * 3600 + mm * 60) * 1000
+        for sign, factor in (("+", 1), ("-", -1))
+        for hh in range(24)
+        for mm in range(60)
+    },
+}
 _ASCII_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _SIMPLE_DATES: dict[str, int] = {}  # "YYYY-MM-DD" (ASCII digits, a real date) -> epoch ms at 00:00Z
 
@@ -129,11 +134,12 @@ def _day_number(day_text: str) -> int:
 
 
 def _simple_rfc3339_ms(text: str) -> int:
-    """parse_rfc3339_ms for the shapes producers send, by table look-ups; -1 for anything else.
+    """parse_rfc3339_ms for the shapes producers send, by table look-ups; negative otherwise.
 
     "YYYY-MM-DD", "T"/"t"/" ", "hh:mm:ss", an optional "." and 1-9 digits, then "Z"/"z" or
     "+hh:mm"/"-hh:mm", ASCII digits only. Whatever this declines, the regex decides, so both
-    agree on every text this accepts (tests/test_events.py checks it).
+    agree on every text this accepts (tests/test_events.py checks it). Times before 1970 come
+    out negative too: the full checks reject them.
     """
     midnight = _SIMPLE_DATES.get(text[:10])
     if midnight is None:
