@@ -240,34 +240,35 @@ def cells_query(
     }
     priced = rates if tab is Tab.COST else None
     pieces = read_plan(period, priced, cluster or None, monthly_totals)
-    day_ranges, piece_cases, month_ranges = [], [], []
+    day_rows, month_ranges = [], []
     for n, piece in enumerate(pieces):
         params[f"p{n}_first"], params[f"p{n}_last"] = piece.first, piece.last
         if piece.whole_month:
             month_ranges.append(f"m.month BETWEEN $p{n}_first AND $p{n}_last")
-        else:
-            day_ranges.append(f"t.day BETWEEN $p{n}_first AND $p{n}_last")
-            piece_cases.append(f"WHEN t.day BETWEEN $p{n}_first AND $p{n}_last THEN $p{n}_first")
-    day_filter = " OR ".join(day_ranges) or "FALSE"
-    if period.bucket == "day":
-        day_rows = (
-            "SELECT t.day AS bucket, t.day AS piece_start, t.series_id, t.produced_bytes,"
-            " t.consumed_bytes"
-            f" FROM usage_totals AS t WHERE {day_filter}"
-        )
-    else:
-        day_rows = (
-            "SELECT CAST(date_trunc('month', t.day) AS DATE) AS bucket,"
-            f" CAST(CASE {' '.join(piece_cases) or 'WHEN TRUE THEN t.day'} END AS DATE)"
-            " AS piece_start, t.series_id, sum(t.produced_bytes) AS produced_bytes,"
-            " sum(t.consumed_bytes) AS consumed_bytes"
-            f" FROM usage_totals AS t WHERE {day_filter} GROUP BY ALL"
-        )
+        elif period.bucket == "day":  # one piece: every day is its own bucket and piece
+            day_rows.append(
+                "SELECT t.day AS bucket, t.day AS piece_start, t.series_id, t.produced_bytes,"
+                " t.consumed_bytes FROM usage_totals AS t"
+                f" WHERE t.day BETWEEN $p{n}_first AND $p{n}_last"
+            )
+        else:  # one scan per piece: a single range lets DuckDB skip the other row groups
+            params[f"p{n}_bucket"] = period.bucket_of(piece.first)
+            day_rows.append(
+                f"SELECT CAST($p{n}_bucket AS DATE) AS bucket,"
+                f" CAST($p{n}_first AS DATE) AS piece_start, t.series_id,"
+                " sum(t.produced_bytes) AS produced_bytes, sum(t.consumed_bytes) AS consumed_bytes"
+                f" FROM usage_totals AS t WHERE t.day BETWEEN $p{n}_first AND $p{n}_last"
+                " GROUP BY t.series_id"
+            )
+    no_days = (
+        "SELECT t.day AS bucket, t.day AS piece_start, t.series_id, t.produced_bytes,"
+        " t.consumed_bytes FROM usage_totals AS t WHERE FALSE"
+    )
     pieces_per_bucket = Counter(period.bucket_of(piece.first) for piece in pieces)
     split = params["split_buckets"] = sorted(b for b, n in pieces_per_bucket.items() if n > 1)
     template = (SQL_DIR / "chargeback_cells.sql").read_text(encoding="utf-8")
     sql = template.format(
-        day_rows=day_rows,
+        day_rows="\n    UNION ALL\n    ".join(day_rows) or no_days,
         month_filter=" OR ".join(month_ranges) or "FALSE",
         by_entry="split_entries" if split else "entries",  # fixed names, never input
         tab=tab.id,  # fixed names, never input

@@ -10,8 +10,9 @@
 -- export.table.read_plan cuts the period into pieces, each inside one bucket and one month and
 -- priced by one rate entry throughout, for every cluster; export.table.cells_query fills in:
 --   {{day_rows}}    the rows of usage_totals in the pieces of days: (bucket, piece start,
---                   series_id, produced_bytes, consumed_bytes), summed by piece and series with
---                   monthly buckets; with daily buckets each day is its own piece
+--                   series_id, produced_bytes, consumed_bytes); with monthly buckets one
+--                   SELECT per piece (one day range each, so DuckDB skips the other row
+--                   groups), summed per series; with daily buckets each day is its own piece
 --   {{month_filter}} the whole months read from usage_monthly_totals, as ranges of `m.month`
 --   {{by_entry}}    entries or split_entries, see by_entry below
 --   {{tab}}, {{tab_cells}}  the tab's column (cost, ingress or egress) and where it comes from
