@@ -472,7 +472,7 @@ def profile_slowest(db: Path, cases: list[Case]) -> Profile:
         profile_file = db.parent / "profile.json"
         view.con.execute("SET enable_profiling = 'json'")
         view.con.execute(f"SET profiling_output = {sql_literal(str(profile_file))}")
-        view.con.execute(*cells_query(period, view.rates, case.tab, exact=False)).fetchall()
+        view.con.execute(*cells_query(period, view.rates, case.tab)).fetchall()
         view.con.execute("PRAGMA disable_profiling")
         tree = json.loads(profile_file.read_text(encoding="utf-8"))
     finally:

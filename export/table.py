@@ -224,11 +224,11 @@ def cells_query(
     cluster: str | None = None,
     filter_text: str | None = None,
     monthly_totals: bool = True,
-    exact: bool = True,
+    exact: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """The table's query for the period and tab, and its parameters (values never go into the
     text): one row per account, (service_account, shown, exact, total), see the SQL file;
-    `exact` False leaves the exact costs out (NULL)."""
+    `exact` also reads the exact cost of each cell (else NULL)."""
     params: dict[str, Any] = {
         "cluster": cluster or None,
         "filter": filter_text or None,
