@@ -15,16 +15,18 @@ import orjson
 MAX_BYTES = 2**53
 MAX_ACCOUNT_CHARS = 256
 MAX_NAME_CHARS = 256  # cluster, client_id, topic: same bound as the account, for the same reason
-# Names end up in CSV files and terminals: a NUL or a newline in one is never a real name.
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Names end up in CSV files and terminals: a NUL, a newline or the start of a terminal escape
+# (C0, DEL and C1, which includes NEL and CSI) is never part of a real name.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # RFC 3339 date-time: full date, 'T' or space, full time, optional fraction, mandatory offset.
+# Digits are ASCII ones only ([0-9], not \d, which takes any Unicode digit).
 RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))\Z"
 )
 _EPOCH = datetime(1970, 1, 1).date()
-_QUARTER_HOUR_MS = 15 * 60 * 1000  # every IANA offset in use is a multiple of 15 minutes
+_QUARTER_HOUR_MS = 15 * 60 * 1000  # today's offsets are whole quarter hours; older ones not all
 
 # The common timestamp shapes are read by table look-ups instead of the regex (see
 # _simple_rfc3339_ms): two-digit fields, and every offset suffix "Z", "z" or "+hh:mm"/"-hh:mm".
@@ -73,7 +75,12 @@ class Rejected(Exception):
 
 
 class DayResolver:
-    """Maps epoch milliseconds to the calendar day in one IANA zone, cached per quarter hour."""
+    """Maps epoch milliseconds to the calendar day in one IANA zone, cached per quarter hour.
+
+    A quarter hour is cached only when it lies within one local day: past offsets such as
+    Monrovia's -0:44:30, or St. John's changes at 00:01, put a midnight inside some quarter
+    hours, and there each moment is looked up on its own.
+    """
 
     def __init__(self, zone: str) -> None:
         self.zone = ZoneInfo(zone)
@@ -83,12 +90,18 @@ class DayResolver:
         bucket = epoch_ms // _QUARTER_HOUR_MS
         day = self.by_quarter.get(bucket)
         if day is None:
+            start = bucket * _QUARTER_HOUR_MS
+            day = self._exact(start)
+            if self._exact(start + _QUARTER_HOUR_MS - 1) != day:  # a midnight inside
+                return self._exact(epoch_ms)
             if len(self.by_quarter) > 200_000:  # a bounded cache; a year of quarter hours is 35k
                 self.by_quarter.clear()
-            moment = datetime.fromtimestamp(bucket * _QUARTER_HOUR_MS / 1000, self.zone)
-            day = moment.date()
             self.by_quarter[bucket] = day
         return day
+
+    def _exact(self, epoch_ms: int) -> date:
+        # Whole seconds suffice: no offset has ever had a fraction of a second.
+        return datetime.fromtimestamp(epoch_ms // 1000, self.zone).date()
 
 
 def parse_rfc3339_ms(text: str) -> int:

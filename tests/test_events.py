@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -198,6 +199,30 @@ def test_bytes_at_the_bounds() -> None:
             b'{"service_account": "a", "type": "fetch", "bytes": 1, "topic": "t\\nx"}',
             "topic contains control characters",
         ),
+        (  # C1: NEL, a Unicode newline, and CSI, the start of a terminal escape
+            b'{"service_account": "a\\u0085", "type": "fetch", "bytes": 1}',
+            "service_account contains control characters",
+        ),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1, "cluster": "\\u009b31m"}',
+            "cluster contains control characters",
+        ),
+        # Digits are ASCII digits: Arabic-Indic ones in the hour, the fraction or the offset (or
+        # the date) make the text something other than RFC 3339.
+        *[
+            (
+                b'{"service_account": "a", "type": "fetch", "bytes": 1, "timestamp": "'
+                + stamp.encode()
+                + b'"}',
+                "timestamp is not RFC 3339 with an offset",
+            )
+            for stamp in (
+                "2026-12-01T\u0661\u0660:00:00Z",
+                "2026-12-01T10:00:00.\u0665Z",
+                "2026-12-01T10:00:00+\u0660\u0665:30",
+                "\u0662\u0660\u0662\u0666-12-01T10:00:00Z",
+            )
+        ],
     ],
 )
 def test_bad_records_are_rejected_with_their_reason(value: bytes | None, expected: str) -> None:
@@ -349,3 +374,35 @@ def test_a_warm_parser_answers_as_a_fresh_one(docs: list[dict[str, object]]) -> 
         _outcome(warm, json.dumps({**doc, "bytes": 1, "timestamp": RECORD_MS}).encode())
         value = json.dumps(doc).encode()
         assert _outcome(warm, value) == _outcome(parser("Asia/Kolkata"), value)
+
+
+@pytest.mark.parametrize(
+    ("zone", "utc", "day"),
+    [
+        # St. John's moved its clocks at 00:01 local until 2011: 02:32Z was 23:02 the day before.
+        ("America/St_Johns", datetime(2010, 11, 7, 2, 32), date(2010, 11, 6)),
+        ("America/St_Johns", datetime(2010, 11, 7, 2, 30), date(2010, 11, 7)),
+        # Monrovia kept -0:44:30 until 1972: local midnight was 00:44:30Z.
+        ("Africa/Monrovia", datetime(1971, 5, 1, 0, 44, 29), date(1971, 4, 30)),
+        ("Africa/Monrovia", datetime(1971, 5, 1, 0, 44, 30), date(1971, 5, 1)),
+    ],
+)
+def test_days_in_zones_whose_midnight_falls_inside_a_quarter_hour(
+    zone: str, utc: datetime, day: date
+) -> None:
+    days = DayResolver(zone)
+    epoch_ms = int(utc.replace(tzinfo=UTC).timestamp()) * 1000
+    days.day_of(epoch_ms - 60_000)  # a neighbour first, so that a cached quarter would be used
+    assert days.day_of(epoch_ms) == day
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(["America/St_Johns", "Africa/Monrovia", "Asia/Kolkata", "Europe/Berlin"]),
+    st.lists(st.integers(0, 4_102_444_800_000), min_size=1, max_size=20),
+)
+def test_the_cached_day_is_the_local_date(zone: str, moments: list[int]) -> None:
+    days = DayResolver(zone)
+    for epoch_ms in moments + [m + 1 for m in moments]:
+        expected = datetime.fromtimestamp(epoch_ms // 1000, ZoneInfo(zone)).date()
+        assert days.day_of(epoch_ms) == expected
