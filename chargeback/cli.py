@@ -14,6 +14,7 @@ from confluent_kafka import KafkaException
 from chargeback.config import default_map, load_config
 from chargeback.errors import ChargebackError, UsageError
 from chargeback.options import (
+    FiniteRange,
     bootstrap_option,
     db_option,
     env,
@@ -92,7 +93,7 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
 )
 @click.option(
     "--batch-seconds",
-    type=click.FloatRange(min=0.01),
+    type=FiniteRange(min=0.01),
     default=1.0,
     show_default=True,
     envvar=env("batch_seconds"),
@@ -100,7 +101,7 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
 )
 @click.option(
     "--log-interval",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=10.0,
     show_default=True,
     envvar=env("log_interval"),
@@ -123,7 +124,7 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
 )
 @click.option(
     "--publish-interval",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=10.0,
     show_default=True,
     envvar=env("publish_interval"),
@@ -261,7 +262,7 @@ def export(**options: Any) -> None:
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(0, 100_000),
+    type=FiniteRange(0, 100_000),
     default=50.0,
     show_default=True,
     envvar=env("rate"),

@@ -30,6 +30,8 @@ def load_config(path: Path | None) -> dict[str, Any]:
         raise UsageError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"config file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path} is not valid TOML: it is not UTF-8") from None
     except OSError as error:
         raise UsageError(f"config file {path} cannot be read: {error.strerror}") from None
 

@@ -1,5 +1,7 @@
 """Options shared by several commands, so each is spelled, defaulted and checked once."""
 
+import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +18,16 @@ DEFAULT_DB = Path("data/chargeback.duckdb")
 def env(name: str) -> str:
     """The environment variable of option `name`, shared by every command that has it."""
     return "CHARGEBACK_" + name.upper()
+
+
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that also refuses inf and nan, which a plain range check lets through."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def check_timezone(name: str) -> str:
@@ -60,12 +72,26 @@ def bootstrap_option(help: str, default: str | None = "127.0.0.1:9092") -> Calla
     )
 
 
+# Kafka's own rule for topic names: a name outside it can never exist, so waiting for it is moot.
+TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def check_topic(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not TOPIC_NAME.fullmatch(value) or value in (".", ".."):
+        raise click.BadParameter(
+            f"{value!r} is not a Kafka topic name (1-249 of the letters a-z A-Z, digits, '.',"
+            " '_' and '-'; not '.' or '..')"
+        )
+    return value
+
+
 def topic_option(help: str) -> Callable[[F], F]:
     return click.option(
         "--topic",
         default="chargeback.usage",
         show_default=True,
         envvar=env("topic"),
+        callback=check_topic,
         help=help,
     )
 

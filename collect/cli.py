@@ -14,6 +14,7 @@ import click
 
 from chargeback.errors import ChargebackError, UsageError
 from chargeback.options import (
+    FiniteRange,
     bootstrap_option,
     env,
     kafka_option_option,
@@ -102,7 +103,7 @@ def collect() -> None:
 )
 @click.option(
     "--settle",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=300.0,
     show_default=True,
     envvar=env("ccloud_settle"),
@@ -110,7 +111,7 @@ def collect() -> None:
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=FiniteRange(min=0.1),
     default=60.0,
     show_default=True,
     envvar=env("ccloud_interval"),
@@ -189,7 +190,7 @@ def confluent_cloud(**options: Any) -> None:
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=FiniteRange(min=0.1),
     default=15.0,
     show_default=True,
     envvar=env("prometheus_interval"),
@@ -197,7 +198,7 @@ def confluent_cloud(**options: Any) -> None:
 )
 @click.option(
     "--max-gap",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=60.0,
     show_default=True,
     envvar=env("prometheus_max_gap"),

@@ -73,6 +73,12 @@ def test_every_command_has_help(path: str, command: click.Command) -> None:
             ["collect", "prometheus", "--mode", "quota", "--url", "not-a-url", "--once"],
             "--url must be an http(s) URL",
         ),
+        (["ingest", "--publish-interval", "inf"], "'inf' is not a finite number"),
+        (["ingest", "--batch-seconds", "nan"], "'nan' is not a finite number"),
+        (["demo", "--rate", "nan"], "'nan' is not a finite number"),
+        (["ingest", "--topic", "bad topic!"], "'bad topic!' is not a Kafka topic name"),
+        (["ingest", "--topic", ".."], "'..' is not a Kafka topic name"),
+        (["--config", "tests/data/not-utf8.toml", "export"], "is not valid TOML: it is not UTF-8"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(args: list[str], expected: str) -> None:
