@@ -5,6 +5,7 @@ than a year of traffic, writes every export, prints a summary, then keeps feedin
 Everything it started, it stops: the service, and the local broker if it started it.
 """
 
+import ctypes
 import os
 import re
 import signal
@@ -34,6 +35,7 @@ from views.publish import copy_path_for
 from views.rates import load_rates, rates_path_for, save_rates, set_rate
 
 Say = Callable[[str], None]
+PR_SET_PDEATHSIG = 1  # prctl(2) on Linux
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ def run_demo(settings: DemoSettings, say: Say) -> None:
     started_broker = False
     service: subprocess.Popen[bytes] | None = None
     previous = signal.signal(signal.SIGTERM, _raise_stop)
+    # Ctrl-C must stop the demo even when it was started with SIGINT ignored (`cmd &` in a script).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         bootstrap = settings.bootstrap_servers
         if bootstrap is None:
@@ -87,6 +91,7 @@ def run_demo(settings: DemoSettings, say: Say) -> None:
     finally:
         # Each step runs even if an earlier one failed (a closed terminal, a stuck service).
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         try:
             if service is not None:
                 _stop_service(service, say)
@@ -150,10 +155,21 @@ def _start_service(
     with log.open("ab") as out:
         # Its own process group: Ctrl-C reaches the demo, which then stops the service itself.
         service = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_stop_with_parent,
         )
     say(f"started `chargeback ingest` (pid {service.pid}, log {log}, metrics :{port}/metrics)")
     return service, port
+
+
+def _stop_with_parent() -> None:
+    """In the service's process, before it starts: on Linux, a SIGTERM when the demo dies, even
+    by kill -9, so that no service is left holding the store."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _backfill(settings: DemoSettings, bootstrap: str, say: Say) -> None:
