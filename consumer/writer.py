@@ -39,7 +39,9 @@ class StoreWriter:
         self._load_series()
 
     def _series_id(self, key: SeriesKey, new_series: dict[SeriesKey, int]) -> int:
-        sid = self.series.get(key) or new_series.get(key)
+        sid = self.series.get(key)
+        if sid is None:
+            sid = new_series.get(key)
         if sid is None:
             sid = new_series[key] = self.next_series_id + len(new_series)
         return sid

@@ -113,6 +113,19 @@ def test_sums_beyond_64_bits_stay_exact(tmp_path: Path) -> None:
     con.close()
 
 
+def test_a_series_numbered_0_is_found_again(tmp_path: Path) -> None:
+    # Stores built outside the service (the export benchmark's) number series from 0; the writer
+    # must add to that series, not insert it a second time.
+    con = open_store(tmp_path / "store.duckdb")
+    con.execute("INSERT INTO series VALUES (0, 'default', 'a', '', '')")
+    writer = StoreWriter(con)
+    batch = Batch()
+    add(batch, 0, 0, b'{"service_account":"a","type":"produce","bytes":5,"timestamp":0}')
+    writer.apply(batch)
+    assert con.execute("SELECT series_id, produced_bytes FROM usage_totals").fetchall() == [(0, 5)]
+    con.close()
+
+
 def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
     con = open_store(tmp_path / "store.duckdb")
     writer = StoreWriter(con)
