@@ -16,6 +16,7 @@ from chargeback.errors import ChargebackError, UsageError
 from chargeback.options import (
     FiniteRange,
     bootstrap_option,
+    check_memory_size,
     db_option,
     env,
     kafka_option_option,
@@ -130,6 +131,13 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
     envvar=env("publish_interval"),
     help="Seconds the published read copy may lag behind the store (0: no copy).",
 )
+@click.option(
+    "--memory-limit",
+    default=None,
+    envvar=env("memory_limit"),
+    callback=lambda _ctx, _param, value: check_memory_size(value),
+    help="DuckDB's memory limit for the store, e.g. 1GB [default: DuckDB's, 80% of RAM].",
+)
 @kafka_option_option("Extra librdkafka consumer setting KEY=VALUE (SASL, TLS …); repeatable.")
 def ingest(**options: Any) -> None:
     """The always-on ingestion service: usage events from Kafka into daily totals in DuckDB."""
@@ -149,6 +157,7 @@ def ingest(**options: Any) -> None:
         metrics_port=options["metrics_port"],
         metrics_host=options["metrics_host"],
         publish_interval=options["publish_interval"],
+        memory_limit=options["memory_limit"],
         kafka_config=parse_kafka_options(options["kafka_option"]),
     )
     IngestService(settings).run()

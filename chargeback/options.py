@@ -30,6 +30,19 @@ class FiniteRange(click.FloatRange):
         return number
 
 
+MEMORY_SIZE = re.compile(r"[0-9]+(\.[0-9]+)? ?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def check_memory_size(value: str | None) -> str | None:
+    """A size DuckDB's memory_limit takes: a number and a unit, e.g. 512MB, 1.5GiB."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not MEMORY_SIZE.fullmatch(text):
+        raise UsageError(f"--memory-limit {value!r} is not a size such as 512MB or 2GiB")
+    return text
+
+
 def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)

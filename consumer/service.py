@@ -67,13 +67,17 @@ class IngestSettings:
     metrics_host: str = "127.0.0.1"
     session_timeout_ms: int = 10_000
     publish_interval: float = 10.0
+    memory_limit: str | None = None  # DuckDB's memory_limit, e.g. "1GB"; None: DuckDB's default
     kafka_config: dict[str, str] = field(default_factory=dict)
 
 
 class IngestService:
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
-        self.writer = StoreWriter(open_store(settings.db))
+        store = open_store(settings.db)
+        if settings.memory_limit is not None:
+            store.execute("SET memory_limit = ?", [settings.memory_limit])
+        self.writer = StoreWriter(store)
         self.parser = EventParser(
             DayResolver(settings.timezone),
             max_future_ms=settings.max_future_seconds * 1000,
@@ -134,6 +138,9 @@ class IngestService:
         log.info(
             "consuming %s from %s as group %s into %s", s.topic, s.bootstrap_servers, s.group, s.db
         )
+        if s.memory_limit is not None:
+            row = self.writer.con.execute("SELECT current_setting('memory_limit')").fetchone()
+            log.info("DuckDB memory limit %s", row[0] if row else s.memory_limit)
         try:
             while not self.stopping:
                 self._poll_once()

@@ -75,6 +75,7 @@ def test_every_command_has_help(path: str, command: click.Command) -> None:
         ),
         (["ingest", "--publish-interval", "inf"], "'inf' is not a finite number"),
         (["ingest", "--batch-seconds", "nan"], "'nan' is not a finite number"),
+        (["ingest", "--memory-limit", "lots"], "--memory-limit 'lots' is not a size such as"),
         (["demo", "--rate", "nan"], "'nan' is not a finite number"),
         (["ingest", "--topic", "bad topic!"], "'bad topic!' is not a Kafka topic name"),
         (["ingest", "--topic", ".."], "'..' is not a Kafka topic name"),

@@ -328,6 +328,18 @@ def test_an_empty_topic_is_fine_and_sigterm_stops_quickly(
     assert stored_offsets(db, topic) == {}
 
 
+def test_the_memory_limit_is_set_on_the_store(
+    kafka_bootstrap: str, topic_factory, unique_group: str, tmp_path: Path
+) -> None:
+    topic = topic_factory(partitions=1)
+    service = IngestProcess(
+        kafka_bootstrap, topic, unique_group, tmp_path / "store.duckdb", "--memory-limit", "300MB"
+    )
+    # 300 MB = 300,000,000 bytes = 286.1 MiB, as DuckDB prints it back
+    service.wait_for_output("DuckDB memory limit 286.1 MiB")
+    assert service.terminate() == 0
+
+
 def test_a_topic_that_does_not_exist_yet_is_waited_for(
     kafka_bootstrap: str, unique_group: str, tmp_path: Path
 ) -> None:
