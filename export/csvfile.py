@@ -35,7 +35,7 @@ def render_csv(table: ChargebackTable) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.header)
     for row in table.rows:
-        name = row.service_account
+        name = spreadsheet_safe(row.service_account)
         if _PLAIN.fullmatch(name) is None:
             writer.writerow([name, *row.text.split(","), format_value(row.total)])
         else:
@@ -43,6 +43,16 @@ def render_csv(table: ChargebackTable) -> str:
     return out.getvalue()
 
 
+def spreadsheet_safe(name: str) -> str:
+    """The name as the CSV shows it: one a spreadsheet would take for a formula gets a leading '.
+
+    Account names come from whoever produces usage events; finance opens the file in a
+    spreadsheet, which evaluates a cell starting with =, +, -, @, a tab or a carriage return.
+    """
+    return "'" + name if name[:1] in _FORMULA_STARTS else name
+
+
+_FORMULA_STARTS = frozenset("=+-@\t\r")
 # A field csv.writer (QUOTE_MINIMAL) writes as it is: no delimiter, quote or line break in it.
 _PLAIN = re.compile(r'[^,"\r\n]+')
 

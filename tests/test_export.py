@@ -696,6 +696,31 @@ def test_a_filter_matching_nothing_gives_a_header_only_file(world: World, tmp_pa
     assert path.name == "Chargeback_2028-03-04_2028-03-10_Egress.csv"
 
 
+def test_names_a_spreadsheet_would_run_as_formulas_are_written_as_text(tmp_path: Path) -> None:
+    db, out = tmp_path / "chargeback.duckdb", tmp_path / "out"
+    stamp = "2028-03-10T12:00:00Z"
+    names = ["=1+1", "+cmd", "-x", "@sum(A1)", "plain", "a=b"]
+    events = [
+        {"service_account": name, "type": "produce", "bytes": 10 + i, "timestamp": stamp}
+        for i, name in enumerate(names)
+    ]
+    write_store(db, [events])
+    done = World(tmp_path, db, events).export(
+        out, "--tab", "ingress", "--period", "7D", "--as-of", "2028-03-10", "--sort", "Total:asc"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = (out / "Chargeback_2028-03-04_2028-03-10_Ingress.csv").read_text().splitlines()
+    # Total ascending: the byte counts 10..15 in the order the names were sent
+    assert lines[1:] == [
+        "'=1+1,0,0,0,0,0,0,10,10",
+        "'+cmd,0,0,0,0,0,0,11,11",
+        "'-x,0,0,0,0,0,0,12,12",
+        "'@sum(A1),0,0,0,0,0,0,13,13",
+        "plain,0,0,0,0,0,0,14,14",
+        "a=b,0,0,0,0,0,0,15,15",
+    ]
+
+
 # --------------------------------------------------------------------------- 4. errors
 
 
