@@ -36,7 +36,8 @@ def summary_text(db: Path, out: Path, timezone: str) -> str:
     lines = [
         "",
         f"== kafka-chargeback: {month:%B %Y} so far ==",
-        f"{len(rows)} service accounts produced {human_bytes(produced)} and consumed"
+        f"{len(rows)} service account{'' if len(rows) == 1 else 's'} produced"
+        f" {human_bytes(produced)} and consumed"
         f" {human_bytes(consumed)}, costing {total_cost} {currency}.",
         "",
         f"{'top accounts by cost':<34}{'ingress':>14}{'egress':>14}{'cost':>14}",
@@ -56,8 +57,8 @@ def summary_text(db: Path, out: Path, timezone: str) -> str:
         "",
         "try:",
         f"  ./run export --tab cost --period LM --out {out}",
-        f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{copy}', read_only=True)"
-        ".sql('FROM cost_monthly ORDER BY month DESC, total_cost DESC LIMIT 10'))\"",
+        f"  .venv/bin/python -c \"import duckdb; con = duckdb.connect('{copy}', read_only=True);"
+        " con.sql('FROM cost_monthly ORDER BY month DESC, total_cost DESC LIMIT 10').show()\"",
         "",
     ]
     return "\n".join(lines)

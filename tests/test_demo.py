@@ -130,3 +130,11 @@ def test_the_demo_exports_everything_and_ctrl_c_leaves_nothing_behind(
     assert sum(exported.values()) > 0.9 * sum(in_store.values())
     assert rejected is not None and rejected[0] > 0  # the traffic carries some bad records
     assert "top accounts by cost" in output
+
+    # The SQL the summary offers to try works as printed (the read copy is there after Ctrl-C).
+    [suggested] = [line for line in output.splitlines() if '-c "import duckdb' in line]
+    code = suggested.split('-c "', 1)[1].rstrip('"')
+    tried = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert tried.returncode == 0 and "total_cost" in tried.stdout, tried.stderr
