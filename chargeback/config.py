@@ -70,8 +70,15 @@ def _as_text(value: Any) -> Any:
 
 
 def _defaults_for(
-    group: click.Group, inherited: dict[str, Any], tables: dict[str, Any]
+    group: click.Group, inherited: dict[str, Any], tables: dict[str, Any], prefix: str = ""
 ) -> dict[str, Any]:
+    # A table that names no command (a typo such as [exprot]) would otherwise be ignored.
+    strays = sorted(
+        k for k, v in tables.items() if _is_table_or_tables(v) and k not in group.commands
+    )
+    if strays:
+        names = ", ".join(f"[{prefix}{k}]" for k in strays)
+        raise UsageError(f"config: {names} is not a command's table")
     result: dict[str, Any] = {}
     for name, command in group.commands.items():
         table = tables.get(name, {})
@@ -80,7 +87,7 @@ def _defaults_for(
         # Nested tables and arrays of tables ([[schedule.job]]) are the command's own data.
         own = {_norm(k): v for k, v in table.items() if not _is_table_or_tables(v)}
         if isinstance(command, click.Group):
-            result[name] = _defaults_for(command, {**inherited, **own}, table)
+            result[name] = _defaults_for(command, {**inherited, **own}, table, f"{prefix}{name}.")
             continue
         params = {p.name for p in command.params if p.name}
         values = {k: _as_text(v) for k, v in {**inherited, **own}.items() if k in params}

@@ -80,6 +80,7 @@ def test_every_command_has_help(path: str, command: click.Command) -> None:
         (["ingest", "--topic", "bad topic!"], "'bad topic!' is not a Kafka topic name"),
         (["ingest", "--topic", ".."], "'..' is not a Kafka topic name"),
         (["--config", "tests/data/not-utf8.toml", "export"], "is not valid TOML: it is not UTF-8"),
+        (["--config", "tests/data/typo-table.toml", "export"], "[exprot] is not a command's table"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(args: list[str], expected: str) -> None:
