@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 import duckdb
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from chargeback.config import default_map, load_config
 from chargeback.errors import ChargebackError, UsageError
@@ -364,8 +364,9 @@ def run(args: list[str] | None = None) -> int:
     except (duckdb.Error, KafkaException, OSError) as error:
         # Unexpected, but still one line; -v logs the traceback for a bug report.
         logging.getLogger("chargeback").debug("failure", exc_info=True)
-        click.echo(f"chargeback: error: {type(error).__name__}: {first_line(error)}", err=True)
-        return 1
+        message, code = failure_line(error)
+        click.echo(f"chargeback: error: {message}", err=True)
+        return code
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # a bug: still one line for the user, the traceback with -v
@@ -378,6 +379,18 @@ def run(args: list[str] | None = None) -> int:
         return 1
     # Without standalone mode click returns ctx.exit()'s code instead of exiting with it.
     return result if isinstance(result, int) else 0
+
+
+def failure_line(error: duckdb.Error | KafkaException | OSError) -> tuple[str, int]:
+    """The one line and exit code for a failure no command turned into a ChargebackError."""
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        kafka_error = error.args[0]
+        # librdkafka refuses a setting when the client is made: a bad --kafka-option.
+        code = 2 if kafka_error.code() == KafkaError._INVALID_ARG else 1
+        return f"kafka: {kafka_error.str()}", code
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or first_line(error)}", 1
+    return f"{type(error).__name__}: {first_line(error)}", 1
 
 
 def main_entry() -> None:

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from chargeback.errors import UsageError
+
 
 @dataclass
 class Metrics:
@@ -112,6 +114,11 @@ def serve_metrics(metrics: Metrics, topic: str, host: str, port: int) -> Threadi
         def log_message(self, format: str, *args: object) -> None:
             pass  # scrapes every few seconds would drown the progress log
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as error:
+        raise UsageError(
+            f"--metrics-host {host} --metrics-port {port}: {error.strerror or error}"
+        ) from None
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

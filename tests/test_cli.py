@@ -1,11 +1,13 @@
 """The command line as a whole: every command documented and configurable, one-line errors."""
 
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import click
+import duckdb
 import pytest
 
 from chargeback.cli import main, run
@@ -94,6 +96,63 @@ def test_bad_usage_is_one_line_and_exit_2(args: list[str], expected: str) -> Non
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def chargeback(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chargeback", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+
+
+def test_a_duckdb_file_that_is_not_a_store_is_refused_by_every_reader_and_the_writer(
+    tmp_path: Path,
+) -> None:
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE invoices (id INTEGER)")
+    for args in (
+        ["export", "--tab", "cost", "--period", "7D", "--db", str(other)],
+        ["ingest", "--db", str(other)],
+    ):
+        done = chargeback(tmp_path, *args)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "not a kafka-chargeback store" in done.stderr
+    with duckdb.connect(str(other), read_only=True) as con:  # left as it was
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("invoices",)]
+
+
+def test_a_store_from_a_newer_release_is_refused_by_the_export(tmp_path: Path) -> None:
+    db = tmp_path / "chargeback.duckdb"
+    open_store(db).close()
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO schema_version VALUES (99, now())")
+    done = chargeback(tmp_path, "export", "--tab", "ingress", "--period", "7D", "--db", str(db))
+    assert done.returncode == 1 and "schema version 99, newer than" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_a_setting_librdkafka_refuses_is_a_usage_error(tmp_path: Path) -> None:
+    done = chargeback(tmp_path, "ingest", "--kafka-option", "foo.bar=1")
+    assert done.returncode == 2
+    assert done.stderr == 'chargeback: error: kafka: No such configuration property: "foo.bar"\n'
+
+
+def test_a_metrics_port_in_use_is_named(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = chargeback(tmp_path, "ingest", "--metrics-port", str(port))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"chargeback: error: --metrics-host 127.0.0.1 --metrics-port {port}: Address already in use"
+    )
+    assert "Traceback" not in done.stderr
 
 
 def test_flag_beats_environment_beats_config_file_beats_default(

@@ -17,7 +17,7 @@ import duckdb
 from chargeback.errors import ChargebackError, UsageError
 from views.publish import copy_path_for, sql_literal
 from views.rates import RateBook, install_rates, load_rates, rates_path_for
-from views.store import first_line
+from views.store import SCHEMA_VERSION, first_line
 
 STORE_VIEWS = ("usage_daily", "usage_monthly", "usage_detail", "rejected_events")
 # Base tables the export's cells query reads directly (export/sql/chargeback_cells.sql).
@@ -57,6 +57,7 @@ def open_reader(db: Path, rates_path: Path | None = None) -> ReadView:
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = 'store'"
             ).fetchall()
         }
+        _check_version(con, source)
         for view in (*STORE_VIEWS, *STORE_TABLES):
             if view == "usage_monthly_totals" and view not in present:
                 con.execute(MONTHLY_FALLBACK)
@@ -68,6 +69,22 @@ def open_reader(db: Path, rates_path: Path | None = None) -> ReadView:
         con.close()
         raise
     return ReadView(con, source, data_time, rates)
+
+
+def _check_version(con: duckdb.DuckDBPyConnection, source: Path) -> None:
+    tables = con.execute(
+        "SELECT count(*) FROM duckdb_tables()"
+        " WHERE database_name = 'store' AND table_name = 'schema_version'"
+    ).fetchone()
+    if not tables or not tables[0]:
+        raise UsageError(f"{source} is not a kafka-chargeback store (it has no schema version)")
+    row = con.execute("SELECT max(version) FROM store.main.schema_version").fetchone()
+    version = int(row[0]) if row and row[0] is not None else 0
+    if version > SCHEMA_VERSION:
+        raise ChargebackError(
+            f"the store {source} has schema version {version}, newer than this kafka-chargeback"
+            f" understands ({SCHEMA_VERSION}): upgrade kafka-chargeback"
+        )
 
 
 def _attach_freshest(con: duckdb.DuckDBPyConnection, db: Path) -> tuple[Path, datetime]:

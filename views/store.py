@@ -40,8 +40,20 @@ def open_store(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection
         raise ChargebackError(f"cannot open the store {path}: {first_line(error)}") from None
     con.execute("SET enable_progress_bar = false")
     if not read_only:
+        if schema_version(con) == 0 and _has_tables(con):
+            con.close()
+            raise UsageError(
+                f"{path} is a DuckDB file but not a kafka-chargeback store: pass another --db"
+            )
         migrate(con)
     return con
+
+
+def _has_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
