@@ -255,7 +255,7 @@ def test_show_says_the_default_applies(tmp_path: Path) -> None:
 
 
 def test_set_then_show_round_trips(tmp_path: Path) -> None:
-    db = tmp_path / "no" / "store" / "yet.duckdb"
+    db = tmp_path / "store" / "yet.duckdb"  # its folder is made; one above it must exist
     runner = CliRunner()
     first = runner.invoke(
         rates,
@@ -328,6 +328,22 @@ def test_set_refuses_bad_input(tmp_path: Path, args: list[str], message: str) ->
     assert result.exception.exit_code == 2
     assert message in str(result.exception)
     assert not (tmp_path / "rates.toml").exists()
+
+
+def test_set_makes_the_stores_folder_but_no_made_up_path(tmp_path: Path) -> None:
+    typo = tmp_path / "no" / "such" / "s.duckdb"
+    result = CliRunner().invoke(
+        rates, ["set", "--ingress", "1", "--egress", "1", "--db", str(typo)]
+    )
+    assert isinstance(result.exception, UsageError)
+    assert f"no folder {tmp_path / 'no'} for the store" in str(result.exception)
+    assert not (tmp_path / "no").exists()
+    fresh = tmp_path / "data" / "s.duckdb"  # a first `rates set` before the first ingest
+    result = CliRunner().invoke(
+        rates, ["set", "--ingress", "1", "--egress", "1", "--db", str(fresh)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "rates.toml").exists()
 
 
 def test_set_works_while_another_process_holds_the_store(tmp_path: Path) -> None:

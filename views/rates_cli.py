@@ -115,6 +115,9 @@ def set_cmd(
     new_currency = None if currency is None else parse_currency(currency, "--currency")
     new_unit = None if unit is None else parse_unit(unit, "--unit")
     path = rates_path_for(db)
+    if not path.parent.parent.is_dir():
+        # A mistyped --db: make the store's own folder (data/), never a whole made-up path.
+        raise UsageError(f"no folder {path.parent.parent} for the store {db}: check --db")
     old = load_rates(path)
     # Currency and unit belong to the whole file: changing them would silently reprice (or
     # relabel) every past entry, which effective dating exists to prevent.
