@@ -339,6 +339,8 @@ class EventParser:
             epoch_ms = stamp
         elif type(stamp) is str:
             epoch_ms = parse_rfc3339_ms(stamp)
+        elif type(stamp) is float and stamp >= 2**64:  # an integer past 64 bits, as orjson reads it
+            raise Rejected("timestamp too far in the future", "future_timestamp")
         else:
             raise Rejected(
                 "timestamp must be an RFC 3339 string or integer epoch milliseconds",

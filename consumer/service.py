@@ -50,6 +50,9 @@ FETCH_SETTINGS: dict[str, int] = {
 }
 
 
+LOGGED_REJECTIONS = 10  # rejection lines logged per batch; the rest are counted in one line
+
+
 @dataclass
 class IngestSettings:
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -231,8 +234,12 @@ class IngestService:
         m.batches += 1
         m.last_commit_at = time.time()
         m.rejected.update(r.kind for r in batch.rejections)
-        for r in batch.rejections:
+        for r in batch.rejections[:LOGGED_REJECTIONS]:
             log.warning("rejected %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason)
+        if len(batch.rejections) > LOGGED_REJECTIONS:
+            # A producer gone wrong must not drown the log: all of them are in rejected_events.
+            more = len(batch.rejections) - LOGGED_REJECTIONS
+            log.warning("... and %s more rejected in this batch (see rejected_events)", f"{more:,}")
         self.metrics.applied_next.update({p: o for (_, p), o in batch.next_offsets.items()})
         self._commit_to_kafka(batch)
         self.batch = Batch()

@@ -168,6 +168,11 @@ def test_bytes_at_the_bounds() -> None:
             "timestamp must be an RFC 3339 string or integer epoch milliseconds",
         ),
         (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1,'
+            b' "timestamp": 100000000000000000000}',  # an integer past 64 bits
+            "timestamp too far in the future",
+        ),
+        (
             b'{"service_account": "a", "type": "fetch", "bytes": 1, "timestamp": -1}',
             "timestamp before 1970",
         ),

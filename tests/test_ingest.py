@@ -314,6 +314,22 @@ def test_bad_records_are_rejected_with_reasons_and_the_good_ones_around_them_cou
     assert 'chargeback_events_rejected_total{reason="too_large"} 1' in metrics
 
 
+def test_a_flood_of_bad_records_is_logged_in_a_few_lines_and_kept_whole(
+    kafka_bootstrap: str, topic_factory, unique_group: str, tmp_path: Path
+) -> None:
+    topic = topic_factory(partitions=1)
+    produce(kafka_bootstrap, topic, [(0, b"not json %d" % i) for i in range(25)])
+    db = tmp_path / "store.duckdb"
+    service = IngestProcess(kafka_bootstrap, topic, unique_group, db)
+    service.wait_applied({0: 25})  # already in the topic: the first poll takes them in one batch
+    assert service.terminate() == 0
+    log = service.output()
+    assert log.count(f"rejected {topic}[0]@") == 10
+    assert "... and 15 more rejected in this batch (see rejected_events)" in log
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM rejected_events").fetchone() == (25,)
+
+
 def test_an_empty_topic_is_fine_and_sigterm_stops_quickly(
     kafka_bootstrap: str, topic_factory, unique_group: str, tmp_path: Path
 ) -> None:
