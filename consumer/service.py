@@ -32,7 +32,7 @@ from consumer.metrics import Metrics, ProgressLog, serve_metrics
 from consumer.writer import StoreWriter
 from views.publish import Publisher
 from views.rates import install_rates, load_rates, rates_path_for
-from views.store import open_store
+from views.store import open_store, pin_timezone
 
 log = logging.getLogger("chargeback.ingest")
 
@@ -78,6 +78,11 @@ class IngestService:
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
         store = open_store(settings.db)
+        try:
+            pin_timezone(store, settings.timezone, settings.db)
+        except UsageError:
+            store.close()
+            raise
         if settings.memory_limit is not None:
             store.execute("SET memory_limit = ?", [settings.memory_limit])
         self.writer = StoreWriter(store)

@@ -12,7 +12,7 @@ from chargeback.errors import ChargebackError, StoreLockedError
 from consumer.batch import Batch
 from consumer.events import DayResolver, EventParser, Rejected
 from consumer.writer import StoreWriter
-from views.store import SCHEMA_VERSION, open_store, read_sql, schema_version
+from views.store import SCHEMA_VERSION, open_store, pin_timezone, read_sql, schema_version
 
 PARSER = EventParser(DayResolver("UTC"), 3_600_000, 1 << 20, lambda: 2_000_000_000_000)
 
@@ -126,6 +126,27 @@ def test_a_series_numbered_0_is_found_again(tmp_path: Path) -> None:
     con.close()
 
 
+def test_the_first_writer_pins_the_time_zone_and_another_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "store.duckdb"
+    con = open_store(db)
+    pin_timezone(con, "Europe/Berlin", db)
+    pin_timezone(con, "Europe/Berlin", db)  # the same zone again: fine
+    con.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "chargeback", "ingest", "--db", str(db), "--timezone", "UTC"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert f"the store {db} counts days in Europe/Berlin" in done.stderr
+    con = open_store(db)
+    assert con.execute("FROM store_settings").fetchall() == [("timezone", "Europe/Berlin")]
+    con.close()
+
+
 def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
     con = open_store(tmp_path / "store.duckdb")
     writer = StoreWriter(con)
@@ -186,7 +207,7 @@ def test_a_version_1_store_gets_its_monthly_totals_filled(tmp_path: Path) -> Non
     con.execute("INSERT INTO usage_totals VALUES ('2026-02-02', 2, 170141183460469231731, 0, 5)")
     con.close()
     con = open_store(path)
-    assert schema_version(con) == 2
+    assert schema_version(con) == 3  # through 2 (monthly totals) and 3 (store settings)
     monthly = con.execute(MONTHLY).fetchall()
     assert monthly == con.execute(MONTHLY_FROM_DAILY).fetchall()
     assert [(m.month, sid) for m, sid, *_ in monthly] == [

@@ -13,6 +13,7 @@ SQL_DIR = Path(__file__).parent / "sql"
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, "001_initial.sql"),
     (2, "002_monthly_totals.sql"),
+    (3, "003_store_settings.sql"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -54,6 +55,19 @@ def _has_tables(con: duckdb.DuckDBPyConnection) -> bool:
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
     ).fetchone()
     return bool(row and row[0])
+
+
+def pin_timezone(con: duckdb.DuckDBPyConnection, zone: str, path: Path) -> None:
+    """Record the store's reporting time zone on its first write; refuse another one later."""
+    row = con.execute("SELECT value FROM store_settings WHERE name = 'timezone'").fetchone()
+    if row is None:
+        con.execute("INSERT INTO store_settings VALUES ('timezone', ?)", [zone])
+    elif row[0] != zone:
+        raise UsageError(
+            f"the store {path} counts days in {row[0]} (set when it was first written):"
+            f" --timezone {zone} would put new events on other day boundaries;"
+            f" keep {row[0]}, or use a new store"
+        )
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
