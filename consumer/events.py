@@ -16,8 +16,10 @@ MAX_BYTES = 2**53
 MAX_ACCOUNT_CHARS = 256
 MAX_NAME_CHARS = 256  # cluster, client_id, topic: same bound as the account, for the same reason
 # Names end up in CSV files and terminals: a NUL, a newline or the start of a terminal escape
-# (C0, DEL and C1, which includes NEL and CSI) is never part of a real name.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# (C0, DEL and C1, which includes NEL and CSI) is never part of a real name, and neither is an
+# invisible character that hides a name or reorders what is shown (zero-width spaces and joiners,
+# bidirectional marks, embeddings, overrides and isolates, the word joiner, BOM).
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 
 # RFC 3339 date-time: full date, 'T' or space, full time, optional fraction, mandatory offset.
 # Digits are ASCII ones only ([0-9], not \d, which takes any Unicode digit).
@@ -322,6 +324,8 @@ class EventParser:
             account = account[5:]
         if not account or len(account) > MAX_ACCOUNT_CHARS:
             raise Rejected("service_account must be 1-256 characters", "bad_account")
+        if account.isspace():  # a row no one could tell apart in the CSV or the dashboard
+            raise Rejected("service_account is only white space", "bad_account")
         kind = get("type")
         if kind != "produce" and kind != "fetch":
             raise Rejected("type must be 'produce' or 'fetch'", "bad_type")

@@ -212,6 +212,18 @@ def test_bytes_at_the_bounds() -> None:
             b'{"service_account": "a", "type": "fetch", "bytes": 1, "cluster": "\\u009b31m"}',
             "cluster contains control characters",
         ),
+        (  # invisible: a zero-width space, a right-to-left override (reorders what is shown)
+            b'{"service_account": "a\\u200bb", "type": "fetch", "bytes": 1}',
+            "service_account contains control characters",
+        ),
+        (
+            b'{"service_account": "a", "type": "fetch", "bytes": 1, "client_id": "\\u202egnp"}',
+            "client_id contains control characters",
+        ),
+        (
+            b'{"service_account": "User: \\u00a0 ", "type": "fetch", "bytes": 1}',
+            "service_account is only white space",
+        ),
         # Digits are ASCII digits: Arabic-Indic ones in the hour, the fraction or the offset (or
         # the date) make the text something other than RFC 3339.
         *[
