@@ -149,7 +149,10 @@ BAD_FILES = [
     ("[[rate]]\nfrom = 2026-01-01\ningress = true\negress = 1\n", "ingress must be a number"),
     ('[[rate]]\nfrom = 2026-01-01\ningress = "0.0000000001"\negress = 1\n', "decimal places"),
     ("[[rate]]\nfrom = 2026-01-01\ningress = 1000000000\negress = 1\n", "must be below"),
-    ("[[rate]]\nfrom = 2026-01-01T00:00:00\ningress = 1\negress = 1\n", "from must be a date"),
+    (
+        "[[rate]]\nfrom = 2026-01-01T10:00:00\ningress = 1\negress = 1\n",
+        "from must be a date such as 2026-01-01, got 2026-01-01T10:00:00",
+    ),
     ('[[rate]]\nfrom = "January"\ningress = 1\negress = 1\n', "from must be a date"),
     (ENTRY + '[[rate]]\nfrom = 2026-02-01\ncluster = ""\ningress = 1\negress = 1\n', "#2: cluster"),
 ]

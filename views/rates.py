@@ -31,7 +31,7 @@ import os
 import tempfile
 import tomllib
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, time
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -152,7 +152,8 @@ def parse_date(value: object, what: str) -> date:
             return date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise UsageError(f"{what} must be a date such as 2026-01-01, got {value!r}")
+    shown = value.isoformat() if isinstance(value, (date, time)) else repr(value)  # TOML's types
+    raise UsageError(f"{what} must be a date such as 2026-01-01, got {shown}")
 
 
 def parse_rates(document: dict[str, Any], source: str) -> RateBook:
