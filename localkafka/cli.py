@@ -48,7 +48,9 @@ def start_cmd(dir_: Path, port: int) -> None:
     """Start the broker in the background; print its bootstrap address last."""
     running = broker.status(dir_)
     if running is not None:
-        _progress(f"Kafka already running in {dir_}")
+        asked = port not in (0, broker.DEFAULT_PORT) and not running.endswith(f":{port}")
+        moved = f", not on --port {port}: stop it first to move it" if asked else ""
+        _progress(f"Kafka already running in {dir_} at {running}{moved}")
         click.echo(running)
         return
     address = broker.start(dir_, port, progress=_progress)

@@ -52,6 +52,11 @@ def test_start_status_use_stop(tmp_path: Path) -> None:
         assert again.stdout.splitlines()[-1] == expected
         assert "already running" in again.stderr
 
+        other = _free_port()  # another port asked for: still the running one, and it says so
+        moved = _cli("start", "--dir", kafka_dir, "--port", str(other))
+        assert moved.returncode == 0 and moved.stdout.splitlines()[-1] == expected
+        assert f"at {expected}, not on --port {other}: stop it first" in moved.stderr
+
         topic = f"test-{uuid.uuid4().hex}"
         admin = AdminClient({"bootstrap.servers": expected})
         new = NewTopic(topic, num_partitions=1, replication_factor=1)
