@@ -17,6 +17,7 @@ from chargeback.options import (
     FiniteRange,
     bootstrap_option,
     check_memory_size,
+    check_not_empty,
     db_option,
     env,
     kafka_option_option,
@@ -64,6 +65,7 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
     default="chargeback",
     show_default=True,
     envvar=env("group"),
+    callback=check_not_empty,
     help="Consumer group id.",
 )
 @db_option("The DuckDB store file.")

@@ -60,6 +60,7 @@ def db_option(help: str) -> Callable[[F], F]:
         default=DEFAULT_DB,
         show_default=True,
         envvar=env("db"),
+        callback=check_db_path,
         help=help,
     )
 
@@ -75,14 +76,38 @@ def timezone_option(help: str) -> Callable[[F], F]:
     )
 
 
+def check_bootstrap(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """HOST:PORT[,HOST:PORT…] with ports in range: librdkafka wraps 99999 round to 34463."""
+    if value is None:
+        return None
+    for server in value.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise click.BadParameter(f"{server.strip()!r} is not HOST:PORT with a port 1-65535")
+    return value
+
+
 def bootstrap_option(help: str, default: str | None = "127.0.0.1:9092") -> Callable[[F], F]:
     return click.option(
         "--bootstrap-servers",
         default=default,
         show_default=default is not None,
         envvar=env("bootstrap_servers"),
+        callback=check_bootstrap,
         help=help,
     )
+
+
+def check_db_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    if not value.name:  # "" (click makes it ".") or a path ending in a folder
+        raise click.BadParameter("must name the store's file, e.g. data/chargeback.duckdb")
+    return value
+
+
+def check_not_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and not str(value).strip():
+        raise click.BadParameter("must not be empty")
+    return value
 
 
 # Kafka's own rule for topic names: a name outside it can never exist, so waiting for it is moot.

@@ -334,12 +334,14 @@ class IngestService:
         log.warning("kafka: %s", error.str())
 
     def _on_client_error(self, error: KafkaError) -> None:
+        # librdkafka reports an unreachable broker at every reconnect, many times a second.
+        said = _repeats_filtered("chargeback.kafka")
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
-            log.warning("kafka: %s (retrying)", error.str())
+            said.warning("kafka: %s (retrying)", error.str())
         elif error.fatal():
-            log.error("kafka: %s", error.str())
+            said.error("kafka: %s", error.str())
         else:
-            log.debug("kafka: %s", error.str())
+            said.debug("kafka: %s", error.str())
 
     def _install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -371,7 +373,11 @@ class _Repeats(logging.Filter):
 
 
 def _librdkafka_log() -> logging.Logger:
-    logger = logging.getLogger("chargeback.librdkafka")
+    return _repeats_filtered("chargeback.librdkafka")
+
+
+def _repeats_filtered(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
     if not logger.filters:
         logger.addFilter(_Repeats())
     return logger
