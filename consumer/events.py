@@ -5,6 +5,7 @@ so a record is either counted completely or not at all, and its one rejection ro
 """
 
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import NamedTuple
@@ -16,10 +17,30 @@ MAX_BYTES = 2**53
 MAX_ACCOUNT_CHARS = 256
 MAX_NAME_CHARS = 256  # cluster, client_id, topic: same bound as the account, for the same reason
 # Names end up in CSV files and terminals: a NUL, a newline or the start of a terminal escape
-# (C0, DEL and C1, which includes NEL and CSI) is never part of a real name, and neither is an
-# invisible character that hides a name or reorders what is shown (zero-width spaces and joiners,
-# bidirectional marks, embeddings, overrides and isolates, the word joiner, BOM).
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
+# (C0, DEL and C1, which includes NEL and CSI) is never part of a real name.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Nor is a character that shows nothing, or changes how the rest is shown: Unicode's format
+# characters (zero-width spaces and joiners, bidirectional marks and overrides, the soft hyphen,
+# tags), line and paragraph separators, and the other default-ignorable code points (variation
+# selectors, the combining grapheme joiner, Hangul fillers). Names are checked once each (the
+# fast path remembers them), so a look at every character's category costs nothing per event.
+HIDDEN_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
+IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+
+
+def has_hidden(text: str) -> bool:
+    """Control, format or otherwise invisible characters in a name."""
+    if CONTROL.search(text):
+        return True
+    if text.isascii():
+        return False
+    return bool(IGNORABLE.search(text)) or any(
+        unicodedata.category(char) in HIDDEN_CATEGORIES for char in text
+    )
+
 
 # RFC 3339 date-time: full date, 'T' or space, full time, optional fraction, mandatory offset.
 # Digits are ASCII ones only ([0-9], not \d, which takes any Unicode digit).
@@ -364,7 +385,7 @@ class EventParser:
             client_id = _optional_name(doc, "client_id", "")
         if type(topic) is not str or len(topic) > MAX_NAME_CHARS:
             topic = _optional_name(doc, "topic", "")
-        if CONTROL.search(account + cluster + client_id + topic):
+        if has_hidden(account + cluster + client_id + topic):
             raise Rejected(_control_reason(account, cluster, client_id, topic), "bad_field")
         self._remember_names(doc, (cluster, account, client_id, topic, kind == "produce"))
         key = (self.days.day_of(epoch_ms), cluster, account, client_id, topic)
@@ -382,7 +403,7 @@ class EventParser:
 
 def _control_reason(account: str, cluster: str, client_id: str, topic: str) -> str:
     names = {"service_account": account, "cluster": cluster, "client_id": client_id}
-    field = next((f for f, v in names.items() if CONTROL.search(v)), "topic")
+    field = next((f for f, v in names.items() if has_hidden(v)), "topic")
     return f"{field} contains control characters"
 
 

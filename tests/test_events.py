@@ -246,6 +246,40 @@ def test_bad_records_are_rejected_with_their_reason(value: bytes | None, expecte
     assert reason(value) == expected
 
 
+HIDDEN = [
+    "\u00ad",  # soft hyphen: "c-x\u00ady" looks like "c-xy"
+    "\u034f",  # combining grapheme joiner
+    "\u061c",  # Arabic letter mark (bidirectional)
+    "\u115f",  # Hangul choseong filler
+    "\u17b4",  # Khmer vowel inherent aq
+    "\u180e",  # Mongolian vowel separator
+    "\u200b",  # zero-width space
+    "\u202e",  # right-to-left override
+    "\u2028",  # line separator
+    "\u2029",  # paragraph separator
+    "\u2061",  # function application
+    "\u2064",  # invisible plus
+    "\u206a",  # inhibit symmetric swapping
+    "\u3164",  # Hangul filler
+    "\ufe0f",  # variation selector 16
+    "\ufeff",  # BOM / zero-width no-break space
+    "\ufff9",  # interlinear annotation anchor
+    "\U000e0041",  # tag latin capital letter A
+]
+
+
+@pytest.mark.parametrize("char", HIDDEN, ids=lambda c: f"U+{ord(c):04X}")
+def test_names_with_invisible_characters_are_refused(char: str) -> None:
+    doc = {"service_account": f"c-x{char}y", "type": "fetch", "bytes": 1}
+    assert reason(orjson.dumps(doc)) == "service_account contains control characters"
+
+
+@pytest.mark.parametrize("name", ["zürich-ingest", "東京-etl", "café", "Ωmega", "naïve😀"])
+def test_names_in_other_scripts_are_fine(name: str) -> None:
+    [event] = parse({"service_account": name, "type": "fetch", "bytes": 1})
+    assert event.service_account == name
+
+
 def test_the_future_bound_is_inclusive() -> None:
     value = b'{"service_account": "a", "type": "fetch", "bytes": 1, "timestamp": 1780003600000}'
     assert len(parser().parse(value, RECORD_MS)) == 1
