@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
+import duckdb
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -32,7 +33,7 @@ from consumer.metrics import Metrics, ProgressLog, serve_metrics
 from consumer.writer import StoreWriter
 from views.publish import Publisher
 from views.rates import install_rates, load_rates, rates_path_for
-from views.store import open_store, pin_timezone
+from views.store import first_line, open_store, pin_timezone
 
 log = logging.getLogger("chargeback.ingest")
 
@@ -80,11 +81,11 @@ class IngestService:
         store = open_store(settings.db)
         try:
             pin_timezone(store, settings.timezone, settings.db)
+            if settings.memory_limit is not None:
+                set_memory_limit(store, settings.memory_limit)
         except UsageError:
             store.close()
             raise
-        if settings.memory_limit is not None:
-            store.execute("SET memory_limit = ?", [settings.memory_limit])
         self.writer = StoreWriter(store)
         self.parser = EventParser(
             DayResolver(settings.timezone),
@@ -350,6 +351,13 @@ class IngestService:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+def set_memory_limit(store: duckdb.DuckDBPyConnection, limit: str) -> None:
+    try:
+        store.execute("SET memory_limit = ?", [limit])
+    except duckdb.Error as error:  # e.g. below what DuckDB already holds
+        raise UsageError(f"--memory-limit {limit}: {first_line(error)}") from None
 
 
 class _Repeats(logging.Filter):

@@ -147,6 +147,13 @@ def test_a_setting_librdkafka_refuses_is_a_usage_error(tmp_path: Path) -> None:
     assert done.stderr == 'chargeback: error: kafka: No such configuration property: "foo.bar"\n'
 
 
+def test_a_memory_limit_duckdb_cannot_keep_is_a_usage_error(tmp_path: Path) -> None:
+    done = chargeback(tmp_path, "ingest", "--memory-limit", "1KB")
+    assert done.returncode == 2
+    assert done.stderr.startswith("chargeback: error: --memory-limit 1KB: Out of Memory Error")
+    assert done.stderr.count("\n") == 1
+
+
 def test_a_metrics_port_in_use_is_named(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

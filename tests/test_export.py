@@ -767,8 +767,8 @@ def test_a_file_that_is_not_a_duckdb_store_is_refused_and_left_alone(tmp_path: P
     done = World(tmp_path, db, []).export(
         out, "--tab", "cost", "--period", "7D", "--as-of", "2028-03-10"
     )
-    assert done.returncode in (1, 2), done.stderr  # PRODUCT §7: 2 bad input, else non-zero
-    assert_one_line_error(done, done.returncode, out)
+    assert_one_line_error(done, 2, out)
+    assert "is not a DuckDB database" in done.stderr
     assert db.read_bytes() == junk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chargeback.duckdb"]
 

@@ -17,7 +17,7 @@ import duckdb
 from chargeback.errors import ChargebackError, UsageError
 from views.publish import copy_path_for, sql_literal
 from views.rates import RateBook, install_rates, load_rates, rates_path_for
-from views.store import SCHEMA_VERSION, first_line
+from views.store import SCHEMA_VERSION, first_line, is_not_a_database
 
 STORE_VIEWS = ("usage_daily", "usage_monthly", "usage_detail", "rejected_events")
 # Base tables the export's cells query reads directly (export/sql/chargeback_cells.sql).
@@ -97,6 +97,8 @@ def _attach_freshest(con: duckdb.DuckDBPyConnection, db: Path) -> tuple[Path, da
         _attach(con, db)
         return db, datetime.now(UTC)
     except duckdb.IOException as error:
+        if is_not_a_database(error):
+            raise UsageError(f"{db} is not a DuckDB database: pass another --db") from None
         if "lock" not in str(error).lower():
             raise ChargebackError(f"cannot read the store {db}: {first_line(error)}") from None
     if copy.exists():

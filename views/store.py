@@ -36,6 +36,8 @@ def open_store(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection
                 f"the store {path} is locked by another process (one writer only:"
                 " is `chargeback ingest` already running on it?)"
             ) from None
+        if is_not_a_database(error):
+            raise UsageError(f"{path} is not a DuckDB database: pass another --db") from None
         raise ChargebackError(f"cannot open the store {path}: {first_line(error)}") from None
     except duckdb.Error as error:
         raise ChargebackError(f"cannot open the store {path}: {first_line(error)}") from None
@@ -64,9 +66,9 @@ def pin_timezone(con: duckdb.DuckDBPyConnection, zone: str, path: Path) -> None:
         con.execute("INSERT INTO store_settings VALUES ('timezone', ?)", [zone])
     elif row[0] != zone:
         raise UsageError(
-            f"the store {path} counts days in {row[0]} (set when it was first written):"
-            f" --timezone {zone} would put new events on other day boundaries;"
-            f" keep {row[0]}, or use a new store"
+            f"the store {path} counts days in {row[0]} (set when it was first written), this run"
+            f" in {zone}: its events would land on other day boundaries; pass --timezone"
+            f" {row[0]}, or use a new store"
         )
 
 
@@ -99,6 +101,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
         con.execute("COMMIT")
     con.execute(read_sql("views.sql"))
+
+
+def is_not_a_database(error: BaseException) -> bool:
+    """DuckDB's answer for a file that exists but is not a database (text, empty, another kind)."""
+    return "not a valid DuckDB database file" in str(error)
 
 
 def first_line(error: BaseException) -> str:
