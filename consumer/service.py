@@ -27,7 +27,7 @@ from confluent_kafka import (
 )
 
 from chargeback.errors import KafkaUnavailableError, UsageError
-from consumer.batch import Batch
+from consumer.batch import Batch, Rejection
 from consumer.events import DayResolver, EventParser, Rejected
 from consumer.metrics import Metrics, ProgressLog, serve_metrics
 from consumer.writer import StoreWriter
@@ -49,9 +49,6 @@ FETCH_SETTINGS: dict[str, int] = {
     # default (1 s) a plain consumer read 150k records/s from the local broker, at 10 ms 800k+.
     "fetch.queue.backoff.ms": 10,
 }
-
-
-LOGGED_REJECTIONS = 10  # rejection lines logged per batch; the rest are counted in one line
 
 
 @dataclass
@@ -97,6 +94,7 @@ class IngestService:
         self.progress = ProgressLog(settings.log_interval)
         self.batch = Batch()
         self.batch_started = time.monotonic()
+        self.rejection_log = RejectionLog()
         self.stopping = False
         self.waiting_for_topic = False
         self.consumer = Consumer(self._consumer_config(), logger=_librdkafka_log())
@@ -162,6 +160,7 @@ class IngestService:
             self.consumer.close()
             self.writer.con.close()
             self.publisher.store.close()  # only now: closing it earlier would unlock the store
+        self.rejection_log.tell([], float("inf"))  # what it held back, counted
         log.info("stopped after applying %s events", f"{self.metrics.events_applied:,}")
 
     def _sync_rates(self) -> None:
@@ -240,12 +239,7 @@ class IngestService:
         m.batches += 1
         m.last_commit_at = time.time()
         m.rejected.update(r.kind for r in batch.rejections)
-        for r in batch.rejections[:LOGGED_REJECTIONS]:
-            log.warning("rejected %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason)
-        if len(batch.rejections) > LOGGED_REJECTIONS:
-            # A producer gone wrong must not drown the log: all of them are in rejected_events.
-            more = len(batch.rejections) - LOGGED_REJECTIONS
-            log.warning("... and %s more rejected in this batch (see rejected_events)", f"{more:,}")
+        self.rejection_log.tell(batch.rejections, time.monotonic())
         self.metrics.applied_next.update({p: o for (_, p), o in batch.next_offsets.items()})
         self._commit_to_kafka(batch)
         self.batch = Batch()
@@ -351,6 +345,36 @@ class IngestService:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+class RejectionLog:
+    """Logs at most `limit` rejections one by one per `every` seconds, and counts the rest.
+
+    A producer gone wrong must not drown the log: every rejection is in rejected_events and in
+    the metrics anyway, so past the limit the log only says how many it did not show.
+    """
+
+    def __init__(self, limit: int = 10, every: float = 60.0) -> None:
+        self.limit = limit
+        self.every = every
+        self.period_started = -every
+        self.shown = 0
+        self.held_back = 0
+
+    def tell(self, rejections: list[Rejection], now: float) -> None:
+        if now - self.period_started >= self.every:
+            if self.held_back:
+                log.warning(
+                    "... and %s more rejected, not logged one by one (all in rejected_events)",
+                    f"{self.held_back:,}",
+                )
+            self.period_started, self.shown, self.held_back = now, 0, 0
+        for r in rejections:
+            if self.shown < self.limit:
+                log.warning("rejected %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason)
+                self.shown += 1
+            else:
+                self.held_back += 1
 
 
 def set_memory_limit(store: duckdb.DuckDBPyConnection, limit: str) -> None:

@@ -14,6 +14,8 @@ import duckdb
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from consumer.batch import Rejection
+from consumer.service import RejectionLog
 from tests.ingest_harness import (
     REPO,
     IngestProcess,
@@ -325,9 +327,29 @@ def test_a_flood_of_bad_records_is_logged_in_a_few_lines_and_kept_whole(
     assert service.terminate() == 0
     log = service.output()
     assert log.count(f"rejected {topic}[0]@") == 10
-    assert "... and 15 more rejected in this batch (see rejected_events)" in log
+    assert "... and 15 more rejected, not logged one by one (all in rejected_events)" in log
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM rejected_events").fetchone() == (25,)
+
+
+def test_the_rejection_log_shows_ten_a_minute_and_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def rejections(n: int) -> list[Rejection]:
+        now = datetime.now(UTC)
+        return [Rejection(now, "t", 0, i, "not JSON", "not_json", None) for i in range(n)]
+
+    shown = RejectionLog(limit=10, every=60.0)
+    with caplog.at_level("WARNING", logger="chargeback.ingest"):
+        shown.tell(rejections(4), 100.0)
+        shown.tell(rejections(9), 130.0)  # 6 more shown (10 in this minute), 3 held back
+        shown.tell(rejections(2), 161.0)  # a new minute: the 3 are counted, these 2 shown
+        shown.tell([], float("inf"))  # stopping: nothing held back, nothing said
+    lines = [record.getMessage() for record in caplog.records]
+    assert sum(line.startswith("rejected t[0]@") for line in lines) == 12
+    assert [line for line in lines if "more rejected" in line] == [
+        "... and 3 more rejected, not logged one by one (all in rejected_events)"
+    ]
 
 
 def test_an_empty_topic_is_fine_and_sigterm_stops_quickly(
