@@ -218,8 +218,13 @@ def timed_columnar(
 
 def main() -> int:
     parser_args = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser_args.add_argument("--events", type=int, default=400_000)
-    parser_args.add_argument("--out", type=Path, default=None)
+    parser_args.add_argument(
+        "--events",
+        type=int,
+        default=400_000,
+        help=f"records to make and add up, more than {WARM_RECORDS:,} (the parser's warm-up)",
+    )
+    parser_args.add_argument("--out", type=Path, default=None, help="append the section here")
     args = parser_args.parse_args()
     if args.events <= WARM_RECORDS:
         parser_args.error(f"--events must be more than {WARM_RECORDS:,}")

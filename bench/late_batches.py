@@ -50,11 +50,11 @@ def late_batch(rng: random.Random, writer: StoreWriter, first: date, days: int, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("store", type=Path)
-    parser.add_argument("--batches", type=int, default=6)
-    parser.add_argument("--keys", type=int, default=130_000)
+    parser.add_argument("store", type=Path, help="a store with history (it is copied, not changed)")
+    parser.add_argument("--batches", type=int, default=6, help="batches to apply")
+    parser.add_argument("--keys", type=int, default=130_000, help="(day, series) sums per batch")
     parser.add_argument("--memory-limit", default=None, help="DuckDB's memory_limit, e.g. 256MB")
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="append the section here")
     args = parser.parse_args()
     if not args.store.is_file():
         parser.error(f"no store at {args.store}")
