@@ -151,13 +151,23 @@ def parse_kafka_options(items: tuple[str, ...]) -> dict[str, str]:
     return options
 
 
+def check_folder(ctx: click.Context, param: click.Parameter, value: str | Path) -> Path:
+    """A folder option's value; an empty one is refused (click would read it as '.')."""
+    if not str(value).strip():
+        raise click.BadParameter("must name a folder ('.' for this one)")
+    folder = Path(value)
+    if folder.is_file():
+        raise click.BadParameter(f"{folder} is a file, not a folder")
+    return folder
+
+
 def out_option(help: str) -> Callable[[F], F]:
     """The folder CSV files go to."""
     return click.option(
         "--out",
-        type=click.Path(path_type=Path, file_okay=False),
-        default=Path("exports"),
+        default="exports",
         show_default=True,
         envvar=env("out"),
+        callback=check_folder,
         help=help,
     )

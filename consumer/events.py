@@ -404,7 +404,8 @@ class EventParser:
 def _control_reason(account: str, cluster: str, client_id: str, topic: str) -> str:
     names = {"service_account": account, "cluster": cluster, "client_id": client_id}
     field = next((f for f, v in names.items() if has_hidden(v)), "topic")
-    return f"{field} contains control characters"
+    value = names.get(field, topic)
+    return f"{field} contains {'control' if CONTROL.search(value) else 'invisible'} characters"
 
 
 def _optional_name(doc: dict[str, object], field: str, default: str) -> str:

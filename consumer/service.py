@@ -33,7 +33,7 @@ from consumer.metrics import Metrics, ProgressLog, serve_metrics
 from consumer.writer import StoreWriter
 from views.publish import Publisher
 from views.rates import install_rates, load_rates, rates_path_for
-from views.store import first_line, open_store, pin_timezone
+from views.store import check_timezone_of, first_line, open_store, pin_timezone
 
 log = logging.getLogger("chargeback.ingest")
 
@@ -75,41 +75,50 @@ class IngestSettings:
 class IngestService:
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
+        created = not settings.db.exists()
         store = open_store(settings.db)
+        publisher: Publisher | None = None
         try:
-            pin_timezone(store, settings.timezone, settings.db)
+            # Days are pinned to one zone with the first batch (_flush); a start that fails
+            # pins nothing and leaves no new store behind.
+            self.zone_unpinned = check_timezone_of(store, settings.timezone, settings.db)
             if settings.memory_limit is not None:
                 set_memory_limit(store, settings.memory_limit)
-        except UsageError:
+            self.consumer = Consumer(self._consumer_config(), logger=_librdkafka_log())
+            self.writer = StoreWriter(store)
+            self.parser = EventParser(
+                DayResolver(settings.timezone),
+                max_future_ms=settings.max_future_seconds * 1000,
+                max_record_bytes=settings.max_record_bytes,
+                now_ms=lambda: time.time_ns() // 1_000_000,
+            )
+            self.metrics = Metrics()
+            self.progress = ProgressLog(settings.log_interval)
+            self.batch = Batch()
+            self.batch_started = time.monotonic()
+            self.rejection_log = RejectionLog()
+            self.stopping = False
+            self.waiting_for_topic = False
+            publisher = self.publisher = Publisher(
+                self.writer.con,
+                settings.db,
+                self.writer.lock,
+                max_age=settings.publish_interval,
+                changes=lambda: self.metrics.batches + self.rates_version,
+                before_copy=self._sync_rates,
+            )
+            self.rates_path = rates_path_for(settings.db)
+            self.rates_stamp: tuple[float, int] | None = None
+            self.rates_version = 0
+            self._sync_rates()
+        except BaseException:
+            if publisher is not None:
+                publisher.store.close()
             store.close()
+            if created:
+                for path in (settings.db, settings.db.with_name(settings.db.name + ".wal")):
+                    path.unlink(missing_ok=True)
             raise
-        self.writer = StoreWriter(store)
-        self.parser = EventParser(
-            DayResolver(settings.timezone),
-            max_future_ms=settings.max_future_seconds * 1000,
-            max_record_bytes=settings.max_record_bytes,
-            now_ms=lambda: time.time_ns() // 1_000_000,
-        )
-        self.metrics = Metrics()
-        self.progress = ProgressLog(settings.log_interval)
-        self.batch = Batch()
-        self.batch_started = time.monotonic()
-        self.rejection_log = RejectionLog()
-        self.stopping = False
-        self.waiting_for_topic = False
-        self.consumer = Consumer(self._consumer_config(), logger=_librdkafka_log())
-        self.publisher = Publisher(
-            self.writer.con,
-            settings.db,
-            self.writer.lock,
-            max_age=settings.publish_interval,
-            changes=lambda: self.metrics.batches + self.rates_version,
-            before_copy=self._sync_rates,
-        )
-        self.rates_path = rates_path_for(settings.db)
-        self.rates_stamp: tuple[float, int] | None = None
-        self.rates_version = 0
-        self._sync_rates()
 
     def _consumer_config(self) -> dict[str, Any]:
         s = self.settings
@@ -232,6 +241,10 @@ class IngestService:
         if not len(batch):
             self.batch_started = time.monotonic()
             return
+        if self.zone_unpinned:
+            with self.writer.lock:
+                pin_timezone(self.writer.con, self.settings.timezone, self.settings.db)
+            self.zone_unpinned = False
         self.writer.apply(batch)
         m = self.metrics
         m.events_applied += batch.events

@@ -12,15 +12,16 @@ from pathlib import Path
 import click
 
 from chargeback.errors import ChargebackError
+from chargeback.options import check_folder
 from localkafka import broker
 
 _DIR_OPTION = click.option(
     "--dir",
     "dir_",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data/kafka"),
+    default="data/kafka",
     show_default=True,
     envvar="CHARGEBACK_KAFKA_DIR",
+    callback=check_folder,
     help="Directory holding the broker's config, data, logs and pid file.",
 )
 

@@ -81,6 +81,8 @@ def test_every_command_has_help(path: str, command: click.Command) -> None:
         (["ingest", "--group", ""], "Invalid value for '--group': must not be empty"),
         (["ingest", "--bootstrap-servers", "127.0.0.1:99999"], "with a port 1-65535"),
         (["ingest", "--bootstrap-servers", "kafka-1"], "'kafka-1' is not HOST:PORT"),
+        (["kafka", "start", "--dir", ""], "Invalid value for '--dir': must name a folder"),
+        (["export", "--tab", "cost", "--period", "7D", "--out", ""], "'--out': must name a folder"),
         (["export", "--tab", "cost", "--period", "7D", "--db", ""], "must name the store's file"),
         (["rates", "set", "--ingress", "1", "--egress", "1", "--db", ""], "must name the store's"),
         (["demo", "--rate", "nan"], "'nan' is not a finite number"),
@@ -145,6 +147,7 @@ def test_a_setting_librdkafka_refuses_is_a_usage_error(tmp_path: Path) -> None:
     done = chargeback(tmp_path, "ingest", "--kafka-option", "foo.bar=1")
     assert done.returncode == 2
     assert done.stderr == 'chargeback: error: kafka: No such configuration property: "foo.bar"\n'
+    assert not (tmp_path / "data" / "chargeback.duckdb").exists()  # a failed start makes no store
 
 
 def test_a_memory_limit_duckdb_cannot_keep_is_a_usage_error(tmp_path: Path) -> None:
@@ -152,6 +155,13 @@ def test_a_memory_limit_duckdb_cannot_keep_is_a_usage_error(tmp_path: Path) -> N
     assert done.returncode == 2
     assert done.stderr.startswith("chargeback: error: --memory-limit 1KB: Out of Memory Error")
     assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "data" / "chargeback.duckdb").exists()  # a failed start makes no store
+    # on an existing store, a failed start records no time zone: another one may still come
+    db = tmp_path / "kept.duckdb"
+    open_store(db).close()
+    assert chargeback(tmp_path, "ingest", "--memory-limit", "1KB", "--db", str(db)).returncode == 2
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("FROM store_settings").fetchall() == []
 
 
 def test_a_metrics_port_in_use_is_named(tmp_path: Path) -> None:

@@ -214,11 +214,11 @@ def test_bytes_at_the_bounds() -> None:
         ),
         (  # invisible: a zero-width space, a right-to-left override (reorders what is shown)
             b'{"service_account": "a\\u200bb", "type": "fetch", "bytes": 1}',
-            "service_account contains control characters",
+            "service_account contains invisible characters",
         ),
         (
             b'{"service_account": "a", "type": "fetch", "bytes": 1, "client_id": "\\u202egnp"}',
-            "client_id contains control characters",
+            "client_id contains invisible characters",
         ),
         (
             b'{"service_account": "User: \\u00a0 ", "type": "fetch", "bytes": 1}',
@@ -271,7 +271,7 @@ HIDDEN = [
 @pytest.mark.parametrize("char", HIDDEN, ids=lambda c: f"U+{ord(c):04X}")
 def test_names_with_invisible_characters_are_refused(char: str) -> None:
     doc = {"service_account": f"c-x{char}y", "type": "fetch", "bytes": 1}
-    assert reason(orjson.dumps(doc)) == "service_account contains control characters"
+    assert reason(orjson.dumps(doc)) == "service_account contains invisible characters"
 
 
 @pytest.mark.parametrize("name", ["zürich-ingest", "東京-etl", "café", "Ωmega", "naïve😀"])

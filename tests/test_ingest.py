@@ -330,6 +330,8 @@ def test_a_flood_of_bad_records_is_logged_in_a_few_lines_and_kept_whole(
     assert "... and 15 more rejected, not logged one by one (all in rejected_events)" in log
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM rejected_events").fetchone() == (25,)
+        # the first batch recorded the zone its days are counted in
+        assert con.execute("FROM store_settings").fetchall() == [("timezone", "UTC")]
 
 
 def test_the_rejection_log_shows_ten_a_minute_and_counts_the_rest(

@@ -61,15 +61,22 @@ def _has_tables(con: duckdb.DuckDBPyConnection) -> bool:
 
 def pin_timezone(con: duckdb.DuckDBPyConnection, zone: str, path: Path) -> None:
     """Record the store's reporting time zone on its first write; refuse another one later."""
+    if check_timezone_of(con, zone, path):
+        con.execute("INSERT INTO store_settings VALUES ('timezone', ?)", [zone])
+
+
+def check_timezone_of(con: duckdb.DuckDBPyConnection, zone: str, path: Path) -> bool:
+    """Whether the store has no time zone yet; raises if it has another than `zone`."""
     row = con.execute("SELECT value FROM store_settings WHERE name = 'timezone'").fetchone()
     if row is None:
-        con.execute("INSERT INTO store_settings VALUES ('timezone', ?)", [zone])
-    elif row[0] != zone:
+        return True
+    if row[0] != zone:
         raise UsageError(
             f"the store {path} counts days in {row[0]} (set when it was first written), this run"
             f" in {zone}: its events would land on other day boundaries; pass --timezone"
             f" {row[0]}, or use a new store"
         )
+    return False
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
