@@ -77,6 +77,7 @@ class IngestService:
         self.settings = settings
         created = not settings.db.exists()
         store = open_store(settings.db)
+        consumer: Consumer | None = None
         publisher: Publisher | None = None
         try:
             # Days are pinned to one zone with the first batch (_flush); a start that fails
@@ -84,7 +85,7 @@ class IngestService:
             self.zone_unpinned = check_timezone_of(store, settings.timezone, settings.db)
             if settings.memory_limit is not None:
                 set_memory_limit(store, settings.memory_limit)
-            self.consumer = Consumer(self._consumer_config(), logger=_librdkafka_log())
+            consumer = self.consumer = Consumer(self._consumer_config(), logger=_librdkafka_log())
             self.writer = StoreWriter(store)
             self.parser = EventParser(
                 DayResolver(settings.timezone),
@@ -114,6 +115,8 @@ class IngestService:
         except BaseException:
             if publisher is not None:
                 publisher.store.close()
+            if consumer is not None:
+                consumer.close()
             store.close()
             if created:
                 for path in (settings.db, settings.db.with_name(settings.db.name + ".wal")):
