@@ -13,6 +13,7 @@ memory limit or --memory-limit.
 """
 
 import argparse
+import os
 import random
 import shutil
 import sys
@@ -32,10 +33,7 @@ from views.store import open_store  # noqa: E402
 
 
 def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return ingest_bench.vm_hwm(os.getpid()) / 2**20
 
 
 def late_batch(rng: random.Random, writer: StoreWriter, first: date, days: int, keys: int) -> Batch:

@@ -345,14 +345,12 @@ class IngestService:
         log.warning("kafka: %s", error.str())
 
     def _on_client_error(self, error: KafkaError) -> None:
-        # librdkafka reports an unreachable broker at every reconnect, many times a second.
-        said = _repeats_filtered("chargeback.kafka")
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
-            said.warning("kafka: %s (retrying)", error.str())
+            _KAFKA_ERRORS.warning("kafka: %s (retrying)", error.str())
         elif error.fatal():
-            said.error("kafka: %s", error.str())
+            _KAFKA_ERRORS.error("kafka: %s", error.str())
         else:
-            said.debug("kafka: %s", error.str())
+            _KAFKA_ERRORS.debug("kafka: %s", error.str())
 
     def _install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -429,6 +427,10 @@ def _repeats_filtered(name: str) -> logging.Logger:
     if not logger.filters:
         logger.addFilter(_Repeats())
     return logger
+
+
+# librdkafka reports an unreachable broker at every reconnect, many times a second.
+_KAFKA_ERRORS = _repeats_filtered("chargeback.kafka")
 
 
 def _where(offset: int) -> str:

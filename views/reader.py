@@ -17,7 +17,7 @@ import duckdb
 from chargeback.errors import ChargebackError, UsageError
 from views.publish import copy_path_for, sql_literal
 from views.rates import RateBook, install_rates, load_rates, rates_path_for
-from views.store import SCHEMA_VERSION, first_line, is_not_a_database
+from views.store import first_line, is_not_a_database, refuse_newer_schema
 
 STORE_VIEWS = ("usage_daily", "usage_monthly", "usage_detail", "rejected_events")
 # Base tables the export's cells query reads directly (export/sql/chargeback_cells.sql).
@@ -79,12 +79,7 @@ def _check_version(con: duckdb.DuckDBPyConnection, source: Path) -> None:
     if not tables or not tables[0]:
         raise UsageError(f"{source} is not a kafka-chargeback store (it has no schema version)")
     row = con.execute("SELECT max(version) FROM store.main.schema_version").fetchone()
-    version = int(row[0]) if row and row[0] is not None else 0
-    if version > SCHEMA_VERSION:
-        raise ChargebackError(
-            f"the store {source} has schema version {version}, newer than this kafka-chargeback"
-            f" understands ({SCHEMA_VERSION}): upgrade kafka-chargeback"
-        )
+    refuse_newer_schema(int(row[0]) if row and row[0] is not None else 0, f"the store {source}")
 
 
 def _attach_freshest(con: duckdb.DuckDBPyConnection, db: Path) -> tuple[Path, datetime]:

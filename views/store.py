@@ -89,13 +89,18 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> None:
-    current = schema_version(con)
-    if current > SCHEMA_VERSION:
+def refuse_newer_schema(version: int, store: str) -> None:
+    """Raise when a store was written by a newer release, whose schema this one cannot read."""
+    if version > SCHEMA_VERSION:
         raise ChargebackError(
-            f"the store has schema version {current}, newer than this kafka-chargeback"
+            f"{store} has schema version {version}, newer than this kafka-chargeback"
             f" understands ({SCHEMA_VERSION}): upgrade kafka-chargeback"
         )
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    current = schema_version(con)
+    refuse_newer_schema(current, "the store")
     for version, name in MIGRATIONS:
         if version <= current:
             continue
